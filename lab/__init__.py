@@ -1,0 +1,1 @@
+"""ha-registry-lab: build a highly available private Docker registry step by step."""

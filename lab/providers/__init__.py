@@ -1,0 +1,1 @@
+"""Providers make nodes (VMs or network namespaces); they know nothing of phases."""
