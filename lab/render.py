@@ -1,0 +1,287 @@
+"""Spec -> build/<lab>/: every file the lab needs, rendered from the templates.
+
+Rendering is pure and deterministic: the whole tree is rendered in memory
+first (a failing template writes nothing), then each file is replaced
+atomically, and files a previous render wrote but this one does not are
+removed. The same spec and secrets give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import yaml
+
+from lab.paths import REPO_ROOT, build_dir
+from lab.providers.base import Capabilities
+from lab.secrets import LabSecrets, ensure_secrets
+from lab.spec import LabSpec
+
+IGNITION_VERSION = "3.3.0"
+MANIFEST = ".rendered"
+SECRET_MODE = 0o600
+PUBLIC_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: str  # relative to the build directory
+    content: bytes
+    mode: int = PUBLIC_MODE
+
+
+@dataclass(frozen=True)
+class NodeFile:
+    """A file placed on every node by its Ignition / cloud-config."""
+
+    path: str
+    content: str
+    mode: int = PUBLIC_MODE
+
+
+@dataclass(frozen=True)
+class NodeUnit:
+    name: str
+    content: str
+    enabled: bool
+
+
+class RenderError(Exception):
+    """A template could not be rendered; nothing was written."""
+
+
+# ------------------------------------------------------------------ Jinja
+
+
+def _ruby_str(value: str) -> str:
+    """A single-quoted Ruby literal: no interpolation, only \\ and ' escaped."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _data_url(value: str) -> str:
+    return "data:," + urllib.parse.quote(value, safe="")
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(REPO_ROOT)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False)
+    env.filters["ruby_str"] = _ruby_str
+    env.filters["data_url"] = _data_url
+    env.filters["shell_quote"] = shlex.quote
+    return env
+
+
+# --------------------------------------------------------------- the files
+
+
+def daemon_json(spec: LabSpec) -> str:
+    """Docker daemon settings every node gets: the lab mirror, the lab as insecure."""
+    settings = {
+        "insecure-registries": [spec.network.subnet],
+        "log-driver": "json-file",
+        "log-opts": {"max-file": "3", "max-size": "10m"},
+        "registry-mirrors": [f"http://{spec.mirror}"],
+    }
+    return json.dumps(settings, indent=2, sort_keys=True) + "\n"
+
+
+def nfs_export_path(spec: LabSpec, build: Path) -> Path:
+    export = Path(spec.nfs.export)
+    return export if export.is_absolute() else build / export
+
+
+def mount_unit_name(mount: str) -> str:
+    """systemd's name for the mount unit of ``mount`` (as systemd-escape --path)."""
+    parts = [p for p in mount.strip("/").split("/") if p]
+    escaped = []
+    for part in parts:
+        out = ""
+        for i, ch in enumerate(part):
+            if ch.isalnum() or ch in "_:" or (ch == "." and i > 0):
+                out += ch
+            else:
+                out += "".join(f"\\x{b:02x}" for b in ch.encode())
+        escaped.append(out)
+    return "-".join(escaped) + ".mount"
+
+
+class _Renderer:
+    def __init__(self, spec: LabSpec, build: Path, secrets: LabSecrets, caps: Capabilities):
+        self.spec = spec
+        self.build = build
+        self.secrets = secrets
+        self.caps = caps
+        self.env = _environment()
+        self.base = {
+            "spec": spec,
+            "caps": caps,
+            "nfs_export": spec.nfs.export,
+            "nfs_export_abs": str(nfs_export_path(spec, build)),
+            "ssh_public_key": secrets.ssh_public_key,
+            "ignition_version": IGNITION_VERSION,
+        }
+
+    def text(self, template: str, **extra: object) -> str:
+        try:
+            return self.env.get_template(template).render(**self.base, **extra)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{template}: {exc}") from exc
+
+    def node_files(self) -> list[NodeFile]:
+        return [
+            NodeFile("/etc/docker/daemon.json", daemon_json(self.spec)),
+            NodeFile(
+                "/etc/profile.d/docker-aliases.sh", self.text("cloud-config/docker-aliases.sh.j2")
+            ),
+        ]
+
+    def node_units(self) -> list[NodeUnit]:
+        units = [
+            NodeUnit(
+                mount_unit_name(self.spec.nfs.mount),
+                self.text("cloud-config/units/nfs.mount.j2"),
+                enabled=True,
+            )
+        ]
+        if self.spec.time_sync.enabled:
+            units += [
+                NodeUnit("date.service", self.text("cloud-config/units/date.service.j2"), False),
+                NodeUnit("date.timer", self.text("cloud-config/units/date.timer.j2"), True),
+            ]
+        return units
+
+    def ignition(self, node_ctx: dict[str, object]) -> str:
+        as_yaml = self.text("cloud-config/ignition.yaml.j2", **node_ctx)
+        return json.dumps(yaml.safe_load(as_yaml), indent=2, sort_keys=True) + "\n"
+
+    def files(self) -> list[RenderedFile]:
+        spec = self.spec
+        node_files, node_units = self.node_files(), self.node_units()
+        out: list[RenderedFile] = [
+            RenderedFile("Vagrantfile", self.text("Vagrantfile.j2").encode()),
+            RenderedFile("files/daemon.json", daemon_json(spec).encode()),
+            RenderedFile("files/docker-aliases.sh", node_files[1].content.encode()),
+        ]
+        for unit in node_units:
+            out.append(RenderedFile(f"units/systemd/{unit.name}", unit.content.encode()))
+        for node in spec.nodes:
+            ctx = {"node": node, "node_files": node_files, "node_units": node_units}
+            out.append(RenderedFile(f"{node.name}.ign", self.ignition(ctx).encode()))
+            out.append(
+                RenderedFile(
+                    f"{node.name}.cloud-config.yml",
+                    self.text("cloud-config/cloud-config.yml.j2", **ctx).encode(),
+                )
+            )
+            registry = self.text(
+                "stacks/registry-config.yml.j2",
+                node=node,
+                secrets=self.secrets,
+                minio_endpoint=spec.minio_endpoint(node),
+            )
+            out.append(RenderedFile(f"registry/{node.name}.yml", registry.encode(), SECRET_MODE))
+        count = len(spec.minio.instances)
+        server_urls = f"http://{spec.minio.instances[0].name[:-1]}{{1...{count}}}/export"
+        if not _sequential_names(spec):
+            server_urls = " ".join(f"http://{i.name}/export" for i in spec.minio.instances)
+        out += [
+            RenderedFile(
+                "stacks/minio.yaml",
+                self.text("stacks/minio.yaml.j2", server_urls=server_urls).encode(),
+            ),
+            RenderedFile("stacks/busybox.yaml", self.text("stacks/busybox.yaml.j2").encode()),
+            RenderedFile("redis/redis.conf", self.text("stacks/redis.conf.j2").encode()),
+            RenderedFile(
+                "units/registry.service",
+                self.text("cloud-config/units/registry.service.j2", fleet=True).encode(),
+            ),
+            RenderedFile(
+                "units/systemd/registry.service",
+                self.text("cloud-config/units/registry.service.j2", fleet=False).encode(),
+            ),
+            RenderedFile("lb/traefik.yml", self.text("stacks/lb/traefik.yml.j2").encode()),
+            RenderedFile(
+                "lb/traefik-dynamic.yml", self.text("stacks/lb/traefik-dynamic.yml.j2").encode()
+            ),
+            RenderedFile("lb/haproxy.cfg", self.text("stacks/lb/haproxy.cfg.j2").encode()),
+            RenderedFile("lb/nginx.conf", self.text("stacks/lb/nginx.conf.j2").encode()),
+        ]
+        return sorted(out, key=lambda f: f.path)
+
+
+def _sequential_names(spec: LabSpec) -> bool:
+    """MinIO's ``{1...n}`` expansion fits when instances are PREFIX1..PREFIXn."""
+    names = [i.name for i in spec.minio.instances]
+    prefix = names[0][:-1]
+    return names == [f"{prefix}{n}" for n in range(1, len(names) + 1)]
+
+
+# ----------------------------------------------------------------- writing
+
+
+def _write_atomic(path: Path, content: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_build(build: Path, files: list[RenderedFile]) -> list[Path]:
+    """Put ``files`` into ``build``; drop what the previous render made and this one not."""
+    build.mkdir(parents=True, exist_ok=True)
+    manifest = build / MANIFEST
+    previous = set(manifest.read_text().split()) if manifest.exists() else set()
+    written = []
+    for item in files:
+        target = build / item.path
+        if not target.exists() or target.read_bytes() != item.content:
+            _write_atomic(target, item.content, item.mode)
+        os.chmod(target, item.mode)
+        written.append(target)
+    for stale in sorted(previous - {f.path for f in files}):
+        (build / stale).unlink(missing_ok=True)
+    listing = "".join(f"{f.path}\n" for f in files).encode()
+    if not manifest.exists() or manifest.read_bytes() != listing:
+        _write_atomic(manifest, listing, PUBLIC_MODE)
+    return written
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    build: Path
+    files: list[Path]
+    secrets: LabSecrets
+
+
+def render(
+    spec: LabSpec, out: str | Path | None = None, caps: Capabilities | None = None
+) -> RenderResult:
+    """Render the lab into ``out`` (default build/<lab>/); secrets made on first use."""
+    build = build_dir(spec.name, out)
+    caps = caps or Capabilities()
+    # Secrets live in the build directory; render in memory before touching anything else.
+    secrets = ensure_secrets(build)
+    files = _Renderer(spec, build, secrets, caps).files()
+    written = write_build(build, files)
+    nfs_export_path(spec, build).mkdir(parents=True, exist_ok=True)
+    return RenderResult(build, written, secrets)
