@@ -1,0 +1,201 @@
+"""Rendering: deterministic, atomic, secrets kept private, contents as the tutorial needs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lab import render as render_module
+from lab.providers.base import Capabilities
+from lab.render import RenderError, render
+from lab.spec import parse_spec
+
+
+def _digests(build: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(build)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(build.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def rendered(lab_data: dict[str, Any], tmp_path: Path) -> Path:
+    return render(parse_spec(lab_data), tmp_path / "build").build
+
+
+def test_two_renders_are_byte_identical(lab_data: dict[str, Any], rendered: Path) -> None:
+    first = _digests(rendered)
+    mtimes = {p: p.stat().st_mtime_ns for p in rendered.rglob("*") if p.is_file()}
+    render(parse_spec(lab_data), rendered)
+    assert _digests(rendered) == first
+    unchanged = {p: p.stat().st_mtime_ns for p in rendered.rglob("*") if p.is_file()}
+    assert unchanged == mtimes, "an identical render should not rewrite files"
+
+
+def test_secrets_are_private_and_reused(lab_data: dict[str, Any], rendered: Path) -> None:
+    secrets_dir = rendered / "secrets"
+    assert stat.S_IMODE(secrets_dir.stat().st_mode) == 0o700
+    names = sorted(p.name for p in secrets_dir.iterdir())
+    assert names == [
+        "minio_access_key",
+        "minio_secret_key",
+        "registry_http_secret",
+        "ssh_key",
+        "ssh_key.pub",
+    ]
+    for path in secrets_dir.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    before = {p.name: p.read_bytes() for p in secrets_dir.iterdir()}
+    render(parse_spec(lab_data), rendered)
+    assert {p.name: p.read_bytes() for p in secrets_dir.iterdir()} == before
+    assert b"minio123" not in before["minio_secret_key"]
+
+
+def test_secret_values_appear_only_where_a_consumer_needs_them(rendered: Path) -> None:
+    secrets_dir = rendered / "secrets"
+    values = [
+        (secrets_dir / n).read_bytes()
+        for n in ("minio_access_key", "minio_secret_key", "registry_http_secret", "ssh_key")
+    ]
+    for path in rendered.rglob("*"):
+        if not path.is_file() or secrets_dir in path.parents:
+            continue
+        data = path.read_bytes()
+        leaked = [v for v in values if v.strip() in data]
+        if path.parent.name == "registry":
+            assert len(leaked) == 3, "a registry config needs the S3 keys and the http secret"
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        else:
+            assert not leaked, f"{path} holds a secret"
+
+
+def test_failed_render_leaves_previous_build_untouched(
+    lab_data: dict[str, Any], rendered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _digests(rendered)
+    original = render_module._Renderer.text
+
+    def broken(self: Any, template: str, **extra: object) -> str:
+        if template.endswith("nginx.conf.j2"):
+            raise RenderError(f"{template}: boom")
+        return original(self, template, **extra)
+
+    monkeypatch.setattr(render_module._Renderer, "text", broken)
+    lab_data["nodes"][0]["memory"] = 4096  # would change the Vagrantfile
+    with pytest.raises(RenderError):
+        render(parse_spec(lab_data), rendered)
+    assert _digests(rendered) == before
+
+
+def test_files_of_removed_nodes_are_dropped(lab_data: dict[str, Any], rendered: Path) -> None:
+    assert (rendered / "coreos3.ign").exists()
+    lab_data["nodes"] = lab_data["nodes"][:2]
+    lab_data["minio"]["instances"][2]["node"] = "coreos2"
+    lab_data["minio"]["instances"][2]["port"] = 9005
+    render(parse_spec(lab_data), rendered)
+    assert not (rendered / "coreos3.ign").exists()
+    assert not (rendered / "registry" / "coreos3.yml").exists()
+
+
+def test_minio_stack_places_each_instance_by_label(rendered: Path) -> None:
+    stack = yaml.safe_load((rendered / "stacks/minio.yaml").read_text())
+    assert float(stack["version"]) >= 3.2
+    assert stack["networks"]["minio_distributed"] == {"driver": "overlay", "attachable": True}
+    assert stack["secrets"] == {"access_key": {"external": True}, "secret_key": {"external": True}}
+    for n in range(1, 5):
+        service = stack["services"][f"minio{n}"]
+        assert service["command"] == "server http://minio{1...4}/export"
+        assert service["deploy"]["placement"]["constraints"] == [f"node.labels.minio{n} == true"]
+        assert service["ports"][0]["published"] == 9000 + n
+        assert service["volumes"] == [f"/mnt/docker_reg/minio/f{n}:/export"]
+        assert service["environment"] == {
+            "MINIO_ROOT_USER_FILE": "access_key",
+            "MINIO_ROOT_PASSWORD_FILE": "secret_key",
+        }
+        assert "/minio/health/live" in " ".join(service["healthcheck"]["test"])
+
+
+def test_no_ipvs_renders_host_ports_and_dnsrr(lab_data: dict[str, Any], tmp_path: Path) -> None:
+    build = render(parse_spec(lab_data), tmp_path / "b", Capabilities(ipvs=False)).build
+    stack = yaml.safe_load((build / "stacks/minio.yaml").read_text())
+    for service in stack["services"].values():
+        assert service["ports"][0]["mode"] == "host"
+        assert service["deploy"]["endpoint_mode"] == "dnsrr"
+
+
+def test_each_registry_uses_its_own_minio_and_shares_the_secret(rendered: Path) -> None:
+    configs = {
+        n: yaml.safe_load((rendered / f"registry/coreos{n}.yml").read_text()) for n in (1, 2, 3)
+    }
+    for n, config in configs.items():
+        s3 = config["storage"]["s3"]
+        assert s3["regionendpoint"] == f"http://172.17.8.10{n}:900{n}"
+        assert s3["bucket"] == "docker" and s3["secure"] is False and s3["v4auth"] is True
+        assert config["storage"]["redirect"] == {"disable": True}
+        assert config["storage"]["cache"] == {"blobdescriptor": "redis"}
+        assert config["redis"]["addr"] == f"172.17.8.10{n}:6379"
+        assert "forcepathstyle" not in s3
+    assert len({c["http"]["secret"] for c in configs.values()}) == 1
+
+
+def test_ignition_gives_each_node_its_settings(rendered: Path) -> None:
+    config = json.loads((rendered / "coreos2.ign").read_text())
+    assert config["ignition"]["version"].startswith("3.")
+    pub = (rendered / "secrets/ssh_key.pub").read_text().strip()
+    assert config["passwd"]["users"] == [{"name": "core", "sshAuthorizedKeys": [pub]}]
+    files = {
+        f["path"]: urllib.parse.unquote(f["contents"]["source"].removeprefix("data:,"))
+        for f in config["storage"]["files"]
+    }
+    assert files["/etc/hostname"] == "coreos2\n"
+    daemon = json.loads(files["/etc/docker/daemon.json"])
+    assert daemon["registry-mirrors"] == ["http://172.17.8.1:5000"]
+    assert "alias dps=" in files["/etc/profile.d/docker-aliases.sh"]
+    units = {u["name"]: u for u in config["systemd"]["units"]}
+    assert {"date.service", "date.timer", "mnt-docker_reg.mount"} <= set(units)
+    assert "Where=/mnt/docker_reg" in units["mnt-docker_reg.mount"]["contents"]
+
+
+def test_cloud_config_matches_ignition(rendered: Path) -> None:
+    text = (rendered / "coreos3.cloud-config.yml").read_text()
+    assert text.startswith("#cloud-config\n")
+    config = yaml.safe_load(text)
+    assert config["hostname"] == "coreos3"
+    paths = [f["path"] for f in config["write_files"]]
+    assert paths == ["/etc/docker/daemon.json", "/etc/profile.d/docker-aliases.sh"]
+    names = [u["name"] for u in config["coreos"]["units"]]
+    assert names == ["docker.service", "mnt-docker_reg.mount", "date.service", "date.timer"]
+
+
+def test_vagrantfile_defines_every_node(rendered: Path) -> None:
+    text = (rendered / "Vagrantfile").read_text()
+    for n in (1, 2, 3):
+        assert f"{{ name: 'coreos{n}', ip: '172.17.8.10{n}', memory: 2048, cpus: 1 }}" in text
+    assert "check_guest_additions = false" in text
+    assert 'type: "nfs"' in text and "'/mnt/docker_reg'" in text
+
+
+def test_load_balancers_list_every_registry(rendered: Path) -> None:
+    haproxy = (rendered / "lb/haproxy.cfg").read_text()
+    nginx = (rendered / "lb/nginx.conf").read_text()
+    dynamic = yaml.safe_load((rendered / "lb/traefik-dynamic.yml").read_text())
+    servers = dynamic["http"]["services"]["registry"]["loadBalancer"]["servers"]
+    for n in (1, 2, 3):
+        assert f"server coreos{n} 172.17.8.10{n}:5000 check" in haproxy
+        assert f"server 172.17.8.10{n}:5000" in nginx
+        assert {"url": f"http://172.17.8.10{n}:5000"} in servers
+
+
+def test_units_for_fleet_and_systemd(rendered: Path) -> None:
+    fleet = (rendered / "units/registry.service").read_text()
+    plain = (rendered / "units/systemd/registry.service").read_text()
+    assert "[X-Fleet]\nGlobal=true" in fleet and "[Install]" not in fleet
+    assert "WantedBy=multi-user.target" in plain and "X-Fleet" not in plain
