@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what the kit and its tests need on Debian 12 (run as root).
+# Safe to run again: apt and pip skip what is already there.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup.sh: run as root (it installs Debian packages): sudo ./setup.sh" >&2
+  exit 2
+fi
+
+DEBIAN_PACKAGES=(
+  # validators of the rendered files
+  vagrant kmod ignition docker-registry haproxy nginx systemd
+  # the local provider: one dockerd and sshd per network namespace
+  docker.io openssh-server openssh-client iproute2 iptables util-linux procps curl
+  # offline images and the host-side mirror
+  skopeo debootstrap redis-server redis-tools
+)
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Debian starts no services here (no systemd); the kit starts what it needs itself.
+python3 -m pip install -q -e '.[test]'
+echo "setup.sh: ready"
