@@ -1,1 +1,18 @@
-"""The tutorial's phases, in its order; each is an explanation, a plan and checks."""
+"""The tutorial's phases, in its order; each is an explanation, a plan and checks.
+
+A phase module has TITLE, EXPLAIN, ``plan(ctx) -> list[Step]``,
+``checks(ctx) -> list[Check]`` and optionally ``skip_reason(ctx)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+PHASES = ("swarm", "labels", "minio", "bucket", "redis", "registry", "fleet", "traefik", "verify")
+
+
+def phase_module(name: str) -> ModuleType:
+    if name not in PHASES:
+        raise LookupError(f"no phase {name!r}; phases: {', '.join(PHASES)}")
+    return importlib.import_module(f"lab.phases.{name}")

@@ -1,0 +1,293 @@
+"""The engine: run a phase's plan over SSH, wait for readiness, check, checkpoint.
+
+Phases only describe (lab/phases/); providers only make nodes
+(lab/providers/); this module is where they meet. Progress is kept in
+build/<lab>/state.json so that `inv lab.up` resumes after the last phase that
+passed and `inv phase NAME` can roll back to the checkpoint before NAME.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import Protocol
+
+from rich.console import Console
+
+from lab.phases import PHASES, phase_module
+from lab.phases.context import STAGING, PhaseContext
+from lab.plan import Check, CheckResult, Step
+from lab.providers.base import Provider
+from lab.remote import CommandResult, Remote
+from lab.state import LabState, PhaseRecord
+
+FIRST_CHECKPOINT = "after-nodes"
+STDERR_TAIL = 5
+
+
+class Shell(Protocol):
+    """What the engine needs from the SSH layer (lab.remote, or a stand-in in tests)."""
+
+    def run(self, node: str, command: str, *, timeout: float, echo: bool) -> CommandResult: ...
+
+    def upload(self, node: str, local: Path, remote: str, mode: int) -> None: ...
+
+    def user(self, node: str) -> str: ...
+
+
+class SshShell:
+    """lab.remote.Remote seen as a Shell: uploads create their directory first."""
+
+    def __init__(self, remote: Remote):
+        self.remote = remote
+
+    def run(self, node: str, command: str, *, timeout: float, echo: bool) -> CommandResult:
+        return self.remote.run(node, command, timeout=timeout, stream=echo)
+
+    def upload(self, node: str, local: Path, remote: str, mode: int) -> None:
+        parent = remote.rsplit("/", 1)[0] if "/" in remote else "."
+        self.remote.run(node, f"mkdir -p {parent}", timeout=30, stream=False, check=True)
+        self.remote.put(node, local.read_bytes(), remote, mode)
+
+    def user(self, node: str) -> str:
+        return self.remote.nodes[node].user
+
+
+class PhaseFailed(Exception):
+    """A step failed: names the node, the command, its exit code and last stderr lines."""
+
+    def __init__(self, phase: str, step: Step, result: CommandResult | None, hint: str):
+        self.phase = phase
+        lines = [f"phase {phase}: step '{step.title}' failed"]
+        if result is not None:
+            shown = step.display or result.command
+            lines.append(f"  node: {result.node}  exit code: {result.exit_code}")
+            lines.append(f"  command: {shown}")
+            tail = [ln for ln in result.stderr.strip().splitlines() if ln.strip()][-STDERR_TAIL:]
+            tail = tail or result.stdout.strip().splitlines()[-STDERR_TAIL:]
+            lines += [f"  | {ln}" for ln in tail]
+        lines.append(f"  hint: {hint}")
+        super().__init__("\n".join(lines))
+
+
+class ChecksFailed(Exception):
+    def __init__(self, phase: str, failures: list[CheckResult]):
+        self.phase = phase
+        self.failures = failures
+        super().__init__(
+            f"phase {phase}: {len(failures)} check(s) failed:\n"
+            + "\n".join(fail_line(f) for f in failures)
+        )
+
+
+def fail_line(result: CheckResult) -> str:
+    where = f" on {result.check.node}" if result.check.node else ""
+    return f"FAIL: {result.check.name}{where}: expected {result.check.expect}, saw {result.seen!r}"
+
+
+def _render_command(command: str, values: dict[str, str]) -> str:
+    """Fill ``{name}`` placeholders; braces for docker's Go templates stay as ``{{ }}``."""
+    out = command
+    for key, value in values.items():
+        out = out.replace("{" + key + "}", value)
+    return out
+
+
+class Engine:
+    def __init__(
+        self,
+        ctx: PhaseContext,
+        provider: Provider,
+        shell: Shell,
+        console: Console | None = None,
+    ):
+        self.ctx = ctx
+        self.provider = provider
+        self.remote = shell
+        self.console = console or Console(highlight=False)
+        self.state = LabState.load(ctx.build)
+
+    # ----------------------------------------------------------- commands
+
+    def _node_values(self, node: str) -> dict[str, str]:
+        sudo = "" if self.remote.user(node) == "root" else "sudo "
+        return {**self.ctx.vars, "node": node, "node_ip": self.ctx.ip(node), "sudo": sudo}
+
+    def _run_on(self, phase: str, step: Step, node: str) -> CommandResult | None:
+        values = self._node_values(node)
+        if step.guard:
+            guard = self.remote.run(
+                node, _render_command(step.guard, values), timeout=60, echo=False
+            )
+            if guard.exit_code == 0:
+                self.console.print(f"  [dim]{node}: already done[/dim]")
+                return None
+        for upload in step.uploads:
+            self.remote.upload(
+                node, upload.local, _render_command(upload.remote, values), upload.mode
+            )
+        command = _render_command(step.command, values)
+        if step.stdin_file is not None:
+            # Staged 0600 and removed at once: the value never appears on a command line.
+            staged = f"{STAGING}/{node}/.stdin-{step.stdin_file.name}"
+            self.remote.upload(node, step.stdin_file, staged, 0o600)
+            command = f"{command} < {staged}; rc=$?; rm -f {staged}; exit $rc"
+        deadline = time.monotonic() + step.retry_for
+        while True:
+            result = self.remote.run(node, command, timeout=step.timeout, echo=not step.retry_for)
+            if result.exit_code == 0 or time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)
+        if result.exit_code != 0:
+            hint = (
+                f"still failing after {step.retry_for:.0f} s"
+                if step.retry_for
+                else f"fix it and run `inv phase {phase} --no-restore`"
+            )
+            raise PhaseFailed(phase, step, result, hint)
+        return result
+
+    def run_step(self, phase: str, step: Step) -> None:
+        self.console.print(f"[bold cyan]>[/bold cyan] {step.title}")
+        if step.host_action is not None:
+            self.console.print(f"  host: {step.host_action(self.ctx)}")
+            return
+        if not step.command:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, len(step.nodes))) as pool:
+            futures = [pool.submit(self._run_on, phase, step, node) for node in step.nodes]
+            results = [f.result() for f in futures]
+        if step.capture:
+            ran = [r for r in results if r is not None]
+            if ran:
+                self.ctx.vars[step.capture] = ran[0].stdout.strip()
+            else:  # guarded away: the value must still be known to later steps
+                raise PhaseFailed(phase, step, None, "a capturing step may not have a guard")
+
+    # ------------------------------------------------------------- checks
+
+    def _probe(self, check: Check) -> str:
+        if check.probe is not None:
+            try:
+                return check.probe(self.ctx)
+            except Exception as exc:  # a probe's failure is a seen value, not a crash
+                return f"error: {exc}"
+        assert check.node is not None
+        command = _render_command(check.command, self._node_values(check.node))
+        result = self.remote.run(check.node, command, timeout=check.timeout, echo=False)
+        seen = result.stdout.strip()
+        if result.exit_code != 0 and not seen:
+            seen = f"exit {result.exit_code}: {result.stderr.strip()[-200:]}"
+        return seen
+
+    def run_check(self, check: Check) -> CheckResult:
+        deadline = time.monotonic() + check.settle_for
+        while True:
+            seen = self._probe(check)
+            passed = check.passes(seen)
+            if passed or time.monotonic() >= deadline:
+                return CheckResult(check, passed, seen)
+            time.sleep(1.0)
+
+    def run_checks(self, module: ModuleType) -> list[CheckResult]:
+        # In order: a later check may rely on an earlier one (a pull fills Redis).
+        results = []
+        for check in module.checks(self.ctx):
+            result = self.run_check(check)
+            results.append(result)
+            mark = "[green]ok[/green]  " if result.passed else "[red]FAIL[/red]"
+            where = f" ({result.check.node})" if result.check.node else ""
+            self.console.print(f"  {mark} {result.check.name}{where}")
+        return results
+
+    # ------------------------------------------------------------- phases
+
+    def checkpoint_before(self, phase: str) -> str:
+        index = PHASES.index(phase)
+        return FIRST_CHECKPOINT if index == 0 else f"after-{PHASES[index - 1]}"
+
+    def run_phase(self, phase: str, *, checkpoint: bool = True) -> None:
+        module = phase_module(phase)
+        started = time.monotonic()
+        self.console.rule(f"[bold]phase {phase}[/bold]: {module.TITLE}")
+        skip = module.skip_reason(self.ctx) if hasattr(module, "skip_reason") else None
+        if skip:
+            self.console.print(f"  skipped: {skip}")
+        else:
+            for step in module.plan(self.ctx):
+                self.run_step(phase, step)
+        results = self.run_checks(module)
+        failures = [r for r in results if not r.passed]
+        seconds = time.monotonic() - started
+        if failures:
+            self.state.phases[phase] = PhaseRecord("failed", seconds)
+            self.state.save(self.ctx.build)
+            raise ChecksFailed(phase, failures)
+        name = f"after-{phase}"
+        if checkpoint:
+            if name in self.provider.snapshot_list():
+                self.provider.snapshot_delete(name)
+            self.provider.snapshot_save(name)
+        self.state.phases[phase] = PhaseRecord(
+            "passed", round(seconds, 1), name if checkpoint else None
+        )
+        self._mark_later_stale(phase)
+        self.state.save(self.ctx.build)
+        self.console.print(f"[green]phase {phase} passed[/green] in {seconds:.1f} s")
+
+    def _mark_later_stale(self, phase: str) -> None:
+        for later in PHASES[PHASES.index(phase) + 1 :]:
+            if later in self.state.phases:
+                self.state.phases[later].stale = True
+
+    def up(self, phases: Sequence[str] = PHASES) -> dict[str, float]:
+        """Run every phase not yet passed, in order; returns seconds per phase run."""
+        timings: dict[str, float] = {}
+        for phase in phases:
+            if self.state.passed(phase):
+                self.console.print(f"[dim]phase {phase}: passed earlier[/dim]")
+                continue
+            started = time.monotonic()
+            self.run_phase(phase)
+            timings[phase] = time.monotonic() - started
+        return timings
+
+    def replay(self, phase: str, *, restore: bool = True) -> None:
+        if restore:
+            wanted = self.checkpoint_before(phase)
+            existing = self.provider.snapshot_list()
+            if wanted not in existing:
+                have = ", ".join(existing) or "none"
+                raise LookupError(
+                    f"no checkpoint {wanted!r} to replay {phase} from (checkpoints: {have}); "
+                    "run `inv lab.up` first"
+                )
+            self.console.print(f"restoring checkpoint {wanted} on all nodes")
+            self.provider.snapshot_restore(wanted)
+        self.run_phase(phase)
+
+    def check_only(self, phase: str) -> list[CheckResult]:
+        return self.run_checks(phase_module(phase))
+
+    def dry_run(self, phase: str) -> list[str]:
+        """The exact commands per node, with captured values left as placeholders."""
+        module = phase_module(phase)
+        lines = [f"# phase {phase}: {module.TITLE}"]
+        for step in module.plan(self.ctx):
+            lines.append(f"# {step.title}")
+            if step.host_action is not None:
+                lines.append(f"host: {step.display or 'S3 API call from the host'}")
+            for node in step.nodes:
+                values = {
+                    k: v for k, v in self._node_values(node).items() if k not in self.ctx.vars
+                }
+                for upload in step.uploads:
+                    lines.append(f"{node}: upload {upload.local.name} -> {upload.remote}")
+                shown = step.display or step.command
+                if step.stdin_file is not None:
+                    shown += f" < {step.stdin_file.name}"
+                lines.append(f"{node}: {_render_command(shown, values)}")
+        return lines

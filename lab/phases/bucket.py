@@ -1,0 +1,137 @@
+"""Phase bucket: the registry's bucket, created through the S3 API."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.error
+import urllib.request
+import uuid
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from lab.phases.context import PhaseContext
+from lab.plan import Check, Step
+
+TITLE = "the registry's bucket"
+EXPLAIN = """\
+The registry stores images in one bucket (docker). The tutorial clicks it into
+existence in MinIO's web UI and opens it to everyone; the kit creates it
+through the S3 API and keeps it private by default: the registries sign their
+requests with the lab's keys. `bucket.policy: public-readwrite` in lab.yaml
+reproduces the tutorial's open bucket (with a warning)."""
+
+
+def endpoint(ctx: PhaseContext) -> str:
+    return ctx.spec.minio_endpoint(ctx.spec.nodes[0])
+
+
+def s3_client(ctx: PhaseContext):  # noqa: ANN201 - boto3 clients are dynamically typed
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint(ctx),
+        aws_access_key_id=ctx.secrets.minio_access_key,
+        aws_secret_access_key=ctx.secrets.minio_secret_key,
+        region_name=ctx.spec.registry.region,
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3},
+            connect_timeout=5,
+            read_timeout=20,
+        ),
+    )
+
+
+def public_policy(bucket: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": ["*"]},
+                    "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
+                    "Resource": [f"arn:aws:s3:::{bucket}"],
+                },
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": ["*"]},
+                    "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    "Resource": [f"arn:aws:s3:::{bucket}/*"],
+                },
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+def ensure_bucket(ctx: PhaseContext) -> str:
+    s3 = s3_client(ctx)
+    bucket = ctx.spec.bucket.name
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    made = "exists" if bucket in existing else "created"
+    if bucket not in existing:
+        s3.create_bucket(Bucket=bucket)
+    if ctx.spec.bucket.policy == "public-readwrite":
+        s3.put_bucket_policy(Bucket=bucket, Policy=public_policy(bucket))
+        return (
+            f"bucket {bucket} {made}; WARNING: anyone who reaches MinIO may read and write it "
+            "(the tutorial's setting; keep it private outside a lab)"
+        )
+    with contextlib.suppress(ClientError):  # no policy to remove
+        s3.delete_bucket_policy(Bucket=bucket)
+    return f"bucket {bucket} {made}, private (the registries sign with the lab's keys)"
+
+
+def probe_round_trip(ctx: PhaseContext) -> str:
+    s3 = s3_client(ctx)
+    key = f"ha-registry-lab-probe/{uuid.uuid4().hex}"
+    body = b"probe"
+    s3.put_object(Bucket=ctx.spec.bucket.name, Key=key, Body=body)
+    got = s3.get_object(Bucket=ctx.spec.bucket.name, Key=key)["Body"].read()
+    s3.delete_object(Bucket=ctx.spec.bucket.name, Key=key)
+    return "put, get, delete ok" if got == body else f"read back {got!r}"
+
+
+def probe_anonymous_write(ctx: PhaseContext) -> str:
+    url = f"{endpoint(ctx)}/{ctx.spec.bucket.name}/ha-registry-lab-anonymous-{uuid.uuid4().hex}"
+    request = urllib.request.Request(url, data=b"anonymous", method="PUT")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    if status in (200, 204):
+        s3_client(ctx).delete_object(Bucket=ctx.spec.bucket.name, Key=url.rsplit("/", 1)[1])
+        return "accepted"
+    return "refused" if status in (401, 403) else f"HTTP {status}"
+
+
+def plan(ctx: PhaseContext) -> list[Step]:
+    return [
+        Step(
+            f"create the bucket {ctx.spec.bucket.name} ({ctx.spec.bucket.policy})",
+            host_action=ensure_bucket,
+            display=f"S3 CreateBucket {ctx.spec.bucket.name} at {endpoint(ctx)} "
+            f"(policy: {ctx.spec.bucket.policy})",
+        )
+    ]
+
+
+def checks(ctx: PhaseContext) -> list[Check]:
+    public = ctx.spec.bucket.policy == "public-readwrite"
+    return [
+        Check(
+            "put/get/delete a probe object with the lab's keys",
+            "put, get, delete ok",
+            probe=probe_round_trip,
+            settle_for=20,
+        ),
+        Check(
+            "an anonymous write is " + ("accepted (public bucket)" if public else "refused"),
+            "accepted" if public else "refused",
+            probe=probe_anonymous_write,
+        ),
+    ]

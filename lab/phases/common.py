@@ -1,0 +1,79 @@
+"""Shell fragments several phases share: installing configs, running containers, digests."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from lab.phases.context import PhaseContext
+from lab.plan import Step, Upload
+
+CONFIG_LABEL = "org.ha-registry-lab.config"
+
+
+def config_hash(*files: Path) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def install(staged: str, dest: str, mode: str = "0644") -> str:
+    return f"{{sudo}}install -D -m {mode} {staged} {dest}"
+
+
+def container_step(
+    ctx: PhaseContext,
+    title: str,
+    nodes: tuple[str, ...],
+    name: str,
+    configs: list[tuple[str, str, str]],
+    run_args: str,
+) -> Step:
+    """(Re)create container ``name`` on ``nodes`` unless it already runs this config.
+
+    ``configs`` are (build-relative source, destination on the node, mode); the
+    container carries a hash of them, so a changed config replaces it and an
+    unchanged one is left alone (the phase is idempotent).
+    """
+    sources = [ctx.file(src) for src, _, _ in configs]
+    tag = config_hash(*sources) if sources else "none"
+    uploads = tuple(
+        Upload(ctx.file(src), ctx.staged("{node}", Path(dst).name)) for src, dst, _ in configs
+    )
+    installs = [
+        install(ctx.staged("{node}", Path(dst).name), dst, mode) for _, dst, mode in configs
+    ]
+    command = " && ".join(
+        [
+            *installs,
+            f"(docker rm -f {name} >/dev/null 2>&1 || true)",
+            f"docker run -d --name {name} --restart unless-stopped "
+            f"--label {CONFIG_LABEL}={tag} {run_args}",
+        ]
+    )
+    guard = (
+        f'test "$(docker inspect -f \'{{{{index .Config.Labels "{CONFIG_LABEL}"}}}} '
+        f"{{{{.State.Running}}}}' {name} 2>/dev/null)\" = '{tag} true'"
+    )
+    return Step(title, nodes, command, guard=guard, uploads=uploads)
+
+
+def same_digest(registry: str, repo: str, tag: str, pull_ref: str) -> str:
+    """Shell: pull ``pull_ref``; say 'same digest' if it matches ``registry``'s manifest."""
+    accept = "application/vnd.docker.distribution.manifest.v2+json"
+    return (
+        f"want=$(curl -s -I -m 10 -H 'Accept: {accept}' "
+        f"http://{registry}/v2/{repo}/manifests/{tag} | tr -d '\\r' "
+        "| awk -F': ' 'tolower($1)==\"docker-content-digest\"{print $2}'); "
+        f"docker pull -q {pull_ref} >/dev/null 2>&1 "
+        f"|| {{ echo 'pull of {pull_ref} failed'; exit 0; }}; "
+        "got=$(docker image inspect -f '{{range .RepoDigests}}{{.}} {{end}}' "
+        f"{pull_ref}); "
+        'case " $got" in *"@$want "*) echo "same digest";; '
+        '*) echo "pulled ${got:-nothing}, registry has ${want:-nothing}";; esac'
+    )
+
+
+def http_code(url: str) -> str:
+    return f"curl -s -o /dev/null -m 5 -w '%{{http_code}}' {url}"

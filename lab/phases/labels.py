@@ -1,0 +1,40 @@
+"""Phase labels: node labels that pin each MinIO instance to its node."""
+
+from __future__ import annotations
+
+from lab.phases.context import PhaseContext
+from lab.plan import Check, Step
+
+TITLE = "node labels that place the MinIO instances"
+EXPLAIN = """\
+Each MinIO instance keeps its data on one node, so the stack pins it there with
+a placement constraint `node.labels.<instance> == true`. This phase adds those
+labels as lab.yaml places the instances (one node takes two of the four)."""
+
+
+def _label_of(instance: str, node: str) -> str:
+    return f"docker node inspect -f '{{{{index .Spec.Labels \"{instance}\"}}}}' {node}"
+
+
+def plan(ctx: PhaseContext) -> list[Step]:
+    return [
+        Step(
+            f"label {inst.node} for {inst.name}",
+            (ctx.leader,),
+            f"docker node update --label-add {inst.name}=true {inst.node}",
+            guard=f"{_label_of(inst.name, inst.node)} | grep -qx true",
+        )
+        for inst in ctx.spec.minio.instances
+    ]
+
+
+def checks(ctx: PhaseContext) -> list[Check]:
+    return [
+        Check(
+            f"{inst.node} carries label {inst.name}=true",
+            "true",
+            ctx.leader,
+            _label_of(inst.name, inst.node),
+        )
+        for inst in ctx.spec.minio.instances
+    ]

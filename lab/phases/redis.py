@@ -1,0 +1,67 @@
+"""Phase redis: a Redis cache beside every registry."""
+
+from __future__ import annotations
+
+from lab.phases.common import container_step
+from lab.phases.context import PhaseContext
+from lab.plan import Check, Step, contains
+
+TITLE = "Redis beside every registry"
+EXPLAIN = """\
+Each registry caches blob descriptors (which layers exist, their sizes and
+digests) in a Redis on its own node, sparing MinIO a round trip per layer. It
+is a cache only: no persistence, and when it is full the least recently used
+keys go first (maxmemory-policy allkeys-lru, as the registry docs advise)."""
+
+CONTAINER = "redis"
+
+
+def conf_path(ctx: PhaseContext) -> str:
+    return f"{ctx.spec.registry.config_dir}/redis.conf"
+
+
+def plan(ctx: PhaseContext) -> list[Step]:
+    port = ctx.spec.redis.port
+    return [
+        container_step(
+            ctx,
+            "run Redis on every node",
+            tuple(ctx.node_names),
+            CONTAINER,
+            [("redis/redis.conf", conf_path(ctx), "0644")],
+            f"-p {port}:{port} -v {conf_path(ctx)}:/etc/redis/redis.conf:ro "
+            f"{ctx.spec.redis.image} redis-server /etc/redis/redis.conf",
+        ),
+        Step(
+            "wait until every Redis answers",
+            tuple(ctx.node_names),
+            f"docker exec {CONTAINER} redis-cli -h {{node_ip}} -p {port} ping | grep -qx PONG",
+            retry_for=60,
+        ),
+    ]
+
+
+def checks(ctx: PhaseContext) -> list[Check]:
+    port = ctx.spec.redis.port
+    result = []
+    for node in ctx.node_names:
+        result.append(
+            Check(
+                "Redis answers PING",
+                "PONG",
+                node,
+                f"docker exec {CONTAINER} redis-cli -h {ctx.ip(node)} -p {port} ping",
+                settle_for=20,
+            )
+        )
+        result.append(
+            Check(
+                "Redis evicts with allkeys-lru and keeps nothing on disk",
+                "allkeys-lru, save ''",
+                node,
+                f'docker exec {CONTAINER} sh -c "redis-cli -p {port} config get maxmemory-policy '
+                f'| tail -n 1; redis-cli -p {port} config get save | tail -n 1" | paste -sd,',
+                test=contains("allkeys-lru,"),
+            )
+        )
+    return result

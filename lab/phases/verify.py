@@ -1,0 +1,51 @@
+"""Phase verify: a fresh multi-layer image through the load balancer, on every node."""
+
+from __future__ import annotations
+
+from lab.phases.common import same_digest
+from lab.phases.context import PhaseContext
+from lab.plan import Check, Step
+
+TITLE = "a fresh image pushed through the load balancer, pulled on every node"
+EXPLAIN = """\
+The end-to-end proof: build a new image with several layers on the first node
+(so nothing about it is cached anywhere), push it through the load balancer,
+then pull it through the load balancer on every node and compare digests."""
+
+REPO = "lab/verify"
+TAG = "latest"
+
+
+def plan(ctx: PhaseContext) -> list[Step]:
+    image = f"{ctx.lb_address}/{REPO}:{TAG}"
+    base = ctx.spec.demo.busybox_image
+    dockerfile = (
+        f"FROM {base}\\nRUN echo $stamp > /stamp\\nRUN echo second layer > /second\\n"
+        "RUN echo third layer > /third\\n"
+    )
+    return [
+        Step(
+            "build a fresh three-layer image",
+            (ctx.leader,),
+            f'stamp=$(date +%s%N) && printf "{dockerfile}" '
+            f"| DOCKER_BUILDKIT=0 docker build -q -t {image} - ",
+        ),
+        Step("push it through the load balancer", (ctx.leader,), f"docker push {image}"),
+    ]
+
+
+def checks(ctx: PhaseContext) -> list[Check]:
+    lb = ctx.lb_address
+    image = f"{lb}/{REPO}:{TAG}"
+    return [
+        Check(
+            "pulled through the load balancer with the pushed digest",
+            "same digest",
+            node,
+            f"docker image rm -f {image} >/dev/null 2>&1; "
+            if node != ctx.leader
+            else "" + same_digest(lb, REPO, TAG, image),
+            timeout=180,
+        )
+        for node in ctx.node_names
+    ]

@@ -1,0 +1,43 @@
+"""Progress of a lab, kept in build/<lab>/state.json so `inv lab.up` can resume."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+STATE_FILE = "state.json"
+
+
+@dataclass
+class PhaseRecord:
+    status: str  # "passed" | "failed"
+    seconds: float = 0.0
+    checkpoint: str | None = None
+    stale: bool = False  # an earlier phase was replayed after this one passed
+
+
+@dataclass
+class LabState:
+    provider: str | None = None
+    phases: dict[str, PhaseRecord] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, build: Path) -> LabState:
+        path = build / STATE_FILE
+        if not path.exists():
+            return cls()
+        data = json.loads(path.read_text())
+        phases = {name: PhaseRecord(**rec) for name, rec in data.get("phases", {}).items()}
+        return cls(provider=data.get("provider"), phases=phases)
+
+    def save(self, build: Path) -> None:
+        path = build / STATE_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+
+    def passed(self, phase: str) -> bool:
+        record = self.phases.get(phase)
+        return bool(record and record.status == "passed" and not record.stale)
