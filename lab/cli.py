@@ -40,6 +40,8 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise Exit("\n".join(exc.problems), code=2) from None
         except (ProviderError, RenderError) as exc:
             raise Exit(f"error: {exc}", code=2) from None
+        except LookupError as exc:  # an unknown phase or checkpoint
+            raise Exit(f"error: {exc.args[0]}", code=2) from None
         except LabError as exc:
             raise Exit(f"error: {exc}", code=exc.exit_code) from None
         except KeyboardInterrupt:
