@@ -45,3 +45,28 @@ def run_inv(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
     )
+
+
+# ---------------------------------------------------------------- local provider
+# Fixtures for tests that need the local provider's real nodes (root, Linux).
+# Images are built once per cache dir ($HA_REGISTRY_LAB_CACHE or build/cache).
+
+
+@pytest.fixture(scope="session")
+def local_lab_spec(tmp_path_factory: pytest.TempPathFactory):
+    """(spec, build dir) of the test lab: its own name and subnet, never a user's lab."""
+    from local_lab import local_lab_data, write_lab
+
+    from lab.spec import load_spec
+
+    directory = tmp_path_factory.mktemp("local-lab")
+    return load_spec(write_lab(directory, local_lab_data())), directory / "build"
+
+
+@pytest.fixture(scope="session")
+def local_lab_images(local_lab_spec):
+    """The offline images in the mirror (built on first use, cached afterwards)."""
+    from lab.images import build_images
+
+    spec, build = local_lab_spec
+    return build_images(spec, build)

@@ -1,0 +1,642 @@
+"""Offline images and the host-side registry mirror every local node pulls from.
+
+The mirror is Debian's ``docker-registry`` (filesystem storage in the kit's cache
+dir, which survives ``lab.destroy``) listening on ``spec.mirror`` (the lab bridge's
+host address). Every node dockerd uses it as ``--registry-mirror``, so a plain
+``docker pull redis:7.2`` on a node is served from ``library/redis:7.2`` here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.paths import BUILD_ROOT
+from lab.providers.base import ProviderError
+from lab.providers.local import (
+    RUN_ROOT,
+    clean_env,
+    docker_client,
+    docker_ping,
+    ensure_host_dir,
+    kill_and_wait,
+    kill_processes_of,
+    read_pid,
+    remove_cgroup_tree,
+    remove_created_dirs_if_last,
+    run,
+    spawn,
+    tool_path,
+    wait_until,
+)
+from lab.spec import LabSpec
+
+CACHE_ENV = "HA_REGISTRY_LAB_CACHE"
+LOCAL_BUILD_LABEL = "org.ha-registry-lab.local-build"
+RECIPE_LABEL = "org.ha-registry-lab.recipe"
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    ]
+)
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def cache_dir() -> Path:
+    """Where built images and their mirror live: $HA_REGISTRY_LAB_CACHE or build/cache."""
+    return Path(os.environ.get(CACHE_ENV) or BUILD_ROOT / "cache")
+
+
+def http_get(url: str, accept: str | None = None, timeout: float = 5) -> bytes:
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    with _NO_PROXY.open(request, timeout=timeout) as response:
+        return response.read()
+
+
+def mirror_path(reference: str) -> str:
+    """Where an image lives in the mirror: Docker Hub official names go under library/."""
+    name, _, tag = reference.rpartition(":")
+    first = name.split("/")[0]
+    if "." in first or ":" in first or first == "localhost":  # another registry's host
+        name = name.split("/", 1)[1]
+    elif "/" not in name:
+        name = f"library/{name}"
+    return f"{name}:{tag}"
+
+
+class Mirror:
+    """The lab's pull-through point: one docker-registry process per lab, one shared store."""
+
+    def __init__(self, spec: LabSpec, run_dir: Path, log_dir: Path):
+        self.address = spec.mirror
+        self.run_dir = run_dir
+        self.log = log_dir / "mirror.log"
+        self.pidfile = run_dir / "mirror.pid"
+        self.storage = cache_dir() / "mirror"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def ready(self) -> bool:
+        try:
+            http_get(f"{self.url}/v2/", timeout=1)
+        except (urllib.error.URLError, OSError):
+            return False
+        return True
+
+    def ensure_running(self) -> None:
+        if self.ready():
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.storage.mkdir(parents=True, exist_ok=True)
+        config = self.run_dir / "mirror.yml"
+        config.write_text(self._config())
+        pid = spawn([tool_path("docker-registry"), "serve", str(config)], self.log)
+        self.pidfile.write_text(str(pid))
+        if not wait_until(self.ready, 20, 0.1):
+            raise ProviderError(f"the image mirror did not start on {self.address}, see {self.log}")
+
+    def _config(self) -> str:
+        config = {
+            "version": 0.1,
+            "log": {"level": "info", "formatter": "text"},
+            "storage": {
+                "filesystem": {"rootdirectory": str(self.storage)},
+                "delete": {"enabled": True},
+            },
+            "http": {"addr": self.address},
+        }
+        return json.dumps(config, indent=2)  # JSON is YAML
+
+    def stop(self) -> None:
+        pid = read_pid(self.pidfile)
+        if pid and not kill_and_wait([pid], signal.SIGTERM, 10):
+            kill_and_wait([pid])
+        self.pidfile.unlink(missing_ok=True)
+
+    def labels(self, reference: str) -> dict[str, str] | None:
+        """The labels of an image in the mirror, or None when it is not there."""
+        name, _, tag = mirror_path(reference).rpartition(":")
+        try:
+            manifest = json.loads(
+                http_get(f"{self.url}/v2/{name}/manifests/{tag}", accept=MANIFEST_TYPES)
+            )
+            digest = manifest["config"]["digest"]
+            config = json.loads(http_get(f"{self.url}/v2/{name}/blobs/{digest}"))
+        except (urllib.error.URLError, OSError, KeyError, ValueError):
+            return None
+        return config.get("config", {}).get("Labels") or {}
+
+
+# ------------------------------------------------------------------ recipes
+
+BASE_TAG = "ha-registry-lab/base:bookworm"
+BASE_RECIPE = "debootstrap --variant=minbase bookworm + host apt sources, v1"
+S3_STANDIN = "ha-registry-lab/s3-standin:moto"
+APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+APT_INSTALL = (
+    "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
+    "--no-install-recommends {packages} && rm -rf /var/lib/apt/lists/*"
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One image: a Dockerfile (legacy builder) and the files of its build context."""
+
+    key: str
+    reference: str
+    dockerfile: str
+    files: dict[str, str] = field(default_factory=dict)
+    wheels: str | None = None  # a pip requirement downloaded on the host into wheels/
+    after: tuple[str, ...] = ()  # recipes whose images this one uses
+
+    def digest(self, *, wheel_names: Iterable[str] = ()) -> str:
+        """What the cache compares: change anything that shapes the image, rebuild it."""
+        text = json.dumps(
+            [
+                BASE_RECIPE,
+                self.reference,
+                self.dockerfile,
+                self.files,
+                self.wheels,
+                sorted(wheel_names),
+            ],  # fmt: skip
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _apt(*packages: str) -> str:
+    return "RUN " + APT_INSTALL.format(packages=" ".join(packages))
+
+
+def _labels(source: str) -> str:
+    return f'LABEL {LOCAL_BUILD_LABEL}="true" org.ha-registry-lab.source="{source}"'
+
+
+REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+"""
+
+# Like the official image: `redis-server ARGS` or just ARGS, reachable from other hosts.
+REDIS_ENTRYPOINT = """\
+#!/bin/sh
+set -e
+if [ "${1#-}" != "$1" ] || [ -z "$1" ]; then set -- redis-server "$@"; fi
+if [ "$1" = redis-server ]; then
+  case " $* " in *" --protected-mode "*) ;; *) set -- "$@" --protected-mode no ;; esac
+fi
+exec "$@"
+"""
+
+HAPROXY_ENTRYPOINT = """\
+#!/bin/sh
+set -e
+if [ "${1#-}" != "$1" ]; then set -- haproxy "$@"; fi
+if [ "$1" = haproxy ]; then shift; set -- haproxy -W -db "$@"; fi
+exec "$@"
+"""
+
+NGINX_CONF = """\
+user www-data;
+worker_processes auto;
+error_log /dev/stderr notice;
+pid /run/nginx.pid;
+events { worker_connections 1024; }
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log /dev/stdout;
+    sendfile on;
+    keepalive_timeout 65;
+    include /etc/nginx/conf.d/*.conf;
+}
+"""
+
+NGINX_DEFAULT_SITE = """\
+server {
+    listen 80;
+    server_name localhost;
+    location / { root /usr/share/nginx/html; index index.html; }
+}
+"""
+
+HELLO_TEXT = """
+Hello from Docker!
+This message shows that your installation appears to be working correctly.
+(ha-registry-lab local build: a stand-in for the official hello-world image)
+"""
+
+
+def recipes(spec: LabSpec) -> list[Recipe]:
+    """The images the phases use, under the names lab.yaml gives them."""
+    busybox = spec.demo.busybox_image
+    return [
+        Recipe(
+            "busybox",
+            busybox,
+            f"FROM {BASE_TAG} AS debian\n{_apt('busybox-static')}\n"
+            "FROM scratch\nCOPY --from=debian /bin/busybox /bin/busybox\n"
+            'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+            'RUN ["/bin/mkdir", "-p", "/tmp", "/etc", "/root", "/var"]\n'
+            f'{_labels("debian busybox-static")}\nCMD ["sh"]\n',
+        ),
+        Recipe(
+            "hello-world",
+            spec.demo.hello_image,
+            f"FROM {busybox} AS busybox\nFROM scratch\n"
+            "COPY --from=busybox /bin/busybox /busybox\nCOPY hello.txt /hello.txt\n"
+            f"{_labels('debian busybox-static')}\n"
+            'CMD ["/busybox", "cat", "/hello.txt"]\n',
+            files={"hello.txt": HELLO_TEXT},
+            after=("busybox",),
+        ),
+        Recipe(
+            "registry",
+            spec.registry.image,
+            f"FROM {BASE_TAG}\n{_apt('docker-registry', 'ca-certificates')}\n"
+            "RUN ln -s /usr/bin/docker-registry /bin/registry && mkdir -p /var/lib/registry\n"
+            "COPY config.yml /etc/docker/registry/config.yml\n"
+            f"{_labels('debian docker-registry 2.8')}\n"
+            "VOLUME /var/lib/registry\nEXPOSE 5000\n"
+            'ENTRYPOINT ["/usr/bin/docker-registry", "serve"]\n'
+            'CMD ["/etc/docker/registry/config.yml"]\n',
+            files={"config.yml": REGISTRY_CONFIG},
+        ),
+        Recipe(
+            "redis",
+            spec.redis.image,
+            f"FROM {BASE_TAG}\n{_apt('redis-server')}\n"
+            "COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh\n"
+            "RUN chmod 755 /usr/local/bin/docker-entrypoint.sh && mkdir -p /data\n"
+            f"{_labels('debian redis-server')}\n"
+            "WORKDIR /data\nVOLUME /data\nEXPOSE 6379\n"
+            'ENTRYPOINT ["docker-entrypoint.sh"]\nCMD ["redis-server"]\n',
+            files={"docker-entrypoint.sh": REDIS_ENTRYPOINT},
+        ),
+        Recipe(
+            "haproxy",
+            spec.loadbalancer.haproxy_image,
+            f"FROM {BASE_TAG}\n{_apt('haproxy')}\n"
+            "COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh\n"
+            "RUN chmod 755 /usr/local/bin/docker-entrypoint.sh && mkdir -p /usr/local/etc/haproxy"
+            " && cp /etc/haproxy/haproxy.cfg /usr/local/etc/haproxy/haproxy.cfg\n"
+            f"{_labels('debian haproxy')}\nSTOPSIGNAL SIGUSR1\n"
+            'ENTRYPOINT ["docker-entrypoint.sh"]\n'
+            'CMD ["haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]\n',
+            files={"docker-entrypoint.sh": HAPROXY_ENTRYPOINT},
+        ),
+        Recipe(
+            "nginx",
+            spec.loadbalancer.nginx_image,
+            f"FROM {BASE_TAG}\n{_apt('nginx')}\n"
+            "RUN rm -f /etc/nginx/sites-enabled/*\n"
+            "COPY nginx.conf /etc/nginx/nginx.conf\n"
+            "COPY default.conf /etc/nginx/conf.d/default.conf\n"
+            "COPY index.html /usr/share/nginx/html/index.html\n"
+            f"{_labels('debian nginx')}\nEXPOSE 80\nSTOPSIGNAL SIGQUIT\n"
+            'CMD ["nginx", "-g", "daemon off;"]\n',
+            files={
+                "nginx.conf": NGINX_CONF,
+                "default.conf": NGINX_DEFAULT_SITE,
+                "index.html": "<h1>Welcome to nginx!</h1>\n<p>ha-registry-lab local build</p>\n",
+            },
+        ),
+        Recipe(
+            "s3-standin",
+            S3_STANDIN,
+            f"FROM {BASE_TAG}\n{_apt('python3', 'python3-venv')}\n"
+            "COPY wheels /wheels\n"
+            "RUN python3 -m venv /opt/moto && /opt/moto/bin/pip install --no-index"
+            " --find-links /wheels 'moto[server]' && rm -rf /wheels /root/.cache\n"
+            f"{_labels('pypi moto server mode, standing in for MinIO')}\n"
+            "ENV PATH=/opt/moto/bin:$PATH\nEXPOSE 9000\n"
+            'CMD ["moto_server", "-H", "0.0.0.0", "-p", "9000"]\n',
+            wheels=f"moto[server]=={_moto_version()}",
+        ),
+    ]
+
+
+def _moto_version() -> str:
+    """The host's moto (what the tests run against), so both agree; else a known release."""
+    try:
+        return importlib.metadata.version("moto")
+    except importlib.metadata.PackageNotFoundError:
+        return "5.0.28"
+
+
+def debian_mirror_url(sources: Path = APT_SOURCES) -> str:
+    """The Debian mirror this machine's apt uses (never a hard-coded host)."""
+    try:
+        text = sources.read_text()
+    except FileNotFoundError:
+        raise ProviderError(
+            f"{sources} is missing: cannot tell which Debian mirror to use"
+        ) from None
+    for stanza in text.split("\n\n"):
+        fields = dict(
+            line.split(":", 1) for line in stanza.splitlines() if ":" in line and line[0] != "#"
+        )
+        suites = fields.get("Suites", "").split()
+        if "bookworm" in suites and fields.get("URIs"):
+            return fields["URIs"].split()[0]
+    raise ProviderError(f"no bookworm entry with URIs: in {sources}")
+
+
+# ------------------------------------------------------------------ builder
+
+
+class Builder:
+    """A lab-private dockerd for builds: host network, own mount namespace, all under
+    the cache dir and RUN_ROOT/_builder; started and stopped by the kit, killed by PID."""
+
+    def __init__(self, say: Callable[[str], None] = print):
+        self.say = say
+        self.run_dir = RUN_ROOT / "_builder"
+        self.data_root = cache_dir() / "builder"
+        self.socket = self.run_dir / "docker.sock"
+        self.pidfile = self.run_dir / "docker.pid"
+        self.exec_root = self.run_dir / "x"
+        self.cgroup_parent = "/ha-registry-lab/_builder"
+        self.log = cache_dir() / "logs" / "builder.log"
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self, mirror: str) -> None:
+        self.stop()  # a builder left by a killed run
+        for directory in (self.run_dir, self.data_root, self.run_dir / "containerd"):
+            directory.mkdir(parents=True, exist_ok=True)
+        ensure_host_dir(Path("/run/containerd"))
+        dockerd = [
+            tool_path("dockerd"),
+            "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
+            "--host", self.host, "--pidfile", str(self.pidfile),
+            "--cgroup-parent", self.cgroup_parent, "--config-file", str(self._daemon_json()),
+            "--bridge=none", "--iptables=false", "--ip-masq=false",
+            "--registry-mirror", f"http://{mirror}", "--insecure-registry", mirror,
+        ]  # fmt: skip
+        # A private mount namespace keeps its overlay and shim mounts off the host.
+        script = f'mount --bind {self.run_dir}/containerd /run/containerd && exec "$@"'
+        pid = spawn(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *dockerd],
+            self.log,
+        )
+        if not wait_until(lambda: docker_ping(self.socket) or exited(pid), 60):
+            raise ProviderError(f"the image builder dockerd did not start, see {self.log}")
+        if not docker_ping(self.socket):
+            raise ProviderError(f"the image builder dockerd died, see {self.log}")
+
+    def _daemon_json(self) -> Path:
+        path = self.run_dir / "daemon.json"
+        path.write_text("{}\n")
+        return path
+
+    def stop(self) -> None:
+        pid = read_pid(self.pidfile)
+        if pid and not kill_and_wait([pid], signal.SIGTERM, 20):
+            kill_and_wait([pid])
+        kill_processes_of(self.cgroup_parent, self.exec_root)
+        remove_cgroup_tree(self.cgroup_parent.lstrip("/"))
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        remove_created_dirs_if_last()
+
+    def docker(self, *args: str, timeout: float = 900, **env: str) -> str:
+        argv = [docker_client(), "-H", self.host, *args]
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, env=clean_env(**env)
+        )
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise ProviderError(f"`docker {' '.join(args[:2])}` failed: {' | '.join(tail)}")
+        return proc.stdout
+
+    def image_label(self, reference: str, label: str) -> str | None:
+        try:
+            out = self.docker("image", "inspect", "--format", "{{json .Config.Labels}}", reference)
+        except ProviderError:
+            return None
+        return (json.loads(out) or {}).get(label)
+
+
+def exited(pid: int) -> bool:
+    """True once ``pid`` has exited (used to stop waiting for a daemon that died)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+# ------------------------------------------------------------------- builds
+
+
+@dataclass
+class BuildReport:
+    built: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def build_images(
+    spec: LabSpec,
+    build: Path,
+    *,
+    say: Callable[[str], None] = print,
+    only: Iterable[str] | None = None,
+) -> BuildReport:
+    """Build what is missing from the mirror (or changed), push it there; skip the rest."""
+    from lab.providers.local import LocalProvider
+
+    started = time.monotonic()
+    provider = LocalProvider(spec, build, say=say)
+    provider.preflight(tools=("ip", "iptables", "docker-registry", "dockerd", "unshare"))
+    for tool, package in (("skopeo", "skopeo"), ("debootstrap", "debootstrap")):
+        if not shutil.which(tool):
+            raise ProviderError(f"{tool} is missing: apt-get install {package}")
+    provider.ensure_network()
+    mirror = provider.mirror()
+    mirror.ensure_running()
+    wanted = [r for r in recipes(spec) if only is None or r.key in set(only)]
+    report = BuildReport()
+    contexts = {r.key: _prepare_context(r) for r in wanted}
+    todo = []
+    for recipe in wanted:
+        digest = contexts[recipe.key][1]
+        labels = mirror.labels(recipe.reference) or {}
+        if labels.get(RECIPE_LABEL) == digest:
+            report.cached.append(recipe.reference)
+        else:
+            todo.append(recipe)
+    if todo:
+        builder = Builder(say)
+        builder.start(mirror.address)
+        try:
+            _ensure_base(builder, say)
+            cached = {r.key for r in recipes(spec)} - {r.key for r in todo}
+            _build_all(builder, todo, contexts, mirror, say, cached)
+        finally:
+            builder.stop()
+        report.built = [r.reference for r in todo]
+    report.seconds = time.monotonic() - started
+    say(
+        f"images: {len(report.built)} built, {len(report.cached)} cached, "
+        f"mirror {mirror.url} ({report.seconds:.0f}s)"
+    )
+    return report
+
+
+def _prepare_context(recipe: Recipe) -> tuple[Path, str]:
+    """Write the build context; download wheels on the host (builds reach no index)."""
+    context = cache_dir() / "contexts" / recipe.key
+    shutil.rmtree(context, ignore_errors=True)
+    context.mkdir(parents=True)
+    for name, text in recipe.files.items():
+        (context / name).write_text(text)
+    wheel_names: list[str] = []
+    if recipe.wheels:
+        wheels = cache_dir() / "wheels" / hashlib.sha256(recipe.wheels.encode()).hexdigest()[:12]
+        if not (wheels / ".complete").exists():
+            wheels.mkdir(parents=True, exist_ok=True)
+            run(["python3", "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+                 "--dest", str(wheels), recipe.wheels], timeout=900)  # fmt: skip
+            (wheels / ".complete").touch()
+        shutil.copytree(wheels, context / "wheels")
+        wheel_names = sorted(p.name for p in wheels.glob("*.whl"))
+    digest = recipe.digest(wheel_names=wheel_names)
+    dockerfile = recipe.dockerfile + f'LABEL {RECIPE_LABEL}="{digest}"\n'
+    (context / "Dockerfile").write_text(dockerfile)
+    return context, digest
+
+
+def _ensure_base(builder: Builder, say: Callable[[str], None]) -> None:
+    """debootstrap a minimal bookworm with the host's mirror and import it (once)."""
+    if builder.image_label(BASE_TAG, RECIPE_LABEL) == _base_digest():
+        return
+    rootfs = cache_dir() / "rootfs"
+    shutil.rmtree(rootfs, ignore_errors=True)
+    mirror = debian_mirror_url()
+    say(f"base image: debootstrap --variant=minbase bookworm from {mirror}")
+    run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror], timeout=1200)
+    try:
+        # inside builds apt sees what the host sees (updates and security included)
+        shutil.copy(APT_SOURCES, rootfs / "etc/apt/sources.list.d/debian.sources")
+        (rootfs / "etc/apt/sources.list").unlink(missing_ok=True)
+        shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+        (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(
+            [docker_client(), "-H", builder.host, "import",
+             "-c", f'LABEL {LOCAL_BUILD_LABEL}="true" {RECIPE_LABEL}="{_base_digest()}"',
+             "-", BASE_TAG],
+            stdin=tar.stdout, check=True, capture_output=True, env=clean_env(),
+        )  # fmt: skip
+        tar.wait()
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+
+
+def _base_digest() -> str:
+    return hashlib.sha256(BASE_RECIPE.encode()).hexdigest()[:16]
+
+
+def _build_all(
+    builder: Builder,
+    todo: list[Recipe],
+    contexts: dict[str, tuple[Path, str]],
+    mirror: Mirror,
+    say: Callable[[str], None],
+    cached_keys: set[str],
+) -> None:
+    """Build in waves (a recipe waits for those it uses), a few at once, pushing each."""
+    pending = list(todo)
+    done = set(cached_keys)  # already in the mirror: the builder pulls them from there
+
+    def build_one(recipe: Recipe) -> None:
+        begun = time.monotonic()
+        context = contexts[recipe.key][0]
+        builder.docker("build", "--network", "host", "-t", recipe.reference, str(context),
+                       DOCKER_BUILDKIT="0")  # fmt: skip
+        push(builder.host, recipe.reference, mirror)
+        say(f"  built {recipe.reference} in {time.monotonic() - begun:.0f}s")
+
+    while pending:
+        wave = [r for r in pending if all(dep in done for dep in r.after)]
+        if not wave:
+            raise ProviderError("image recipes depend on each other in a cycle")
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            list(pool.map(build_one, wave))
+        done |= {r.key for r in wave}
+        pending = [r for r in pending if r not in wave]
+
+
+def push(daemon_host: str, reference: str, mirror: Mirror) -> None:
+    """Copy an image from a dockerd into the mirror under its pull-through path."""
+    run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+         "--src-daemon-host", daemon_host, f"docker-daemon:{reference}",
+         f"docker://{mirror.address}/{mirror_path(reference)}"], timeout=900)  # fmt: skip
+
+
+def load_archive(spec: LabSpec, build: Path, archive: Path, *, say=print) -> list[str]:
+    """Put every tagged image of a `docker save` tarball into the mirror."""
+    from lab.providers.local import LocalProvider
+
+    if not archive.is_file():
+        raise ProviderError(f"{archive}: no such file (give a `docker save` tarball)")
+    if not shutil.which("skopeo"):
+        raise ProviderError("skopeo is missing: apt-get install skopeo")
+    provider = LocalProvider(spec, build, say=say)
+    provider.ensure_network()
+    mirror = provider.mirror()
+    mirror.ensure_running()
+    references = archive_tags(archive)
+    for reference in references:
+        target = f"docker://{mirror.address}/{mirror_path(reference)}"
+        run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+             f"docker-archive:{archive}:{reference}", target], timeout=1800)  # fmt: skip
+        say(f"  loaded {reference} -> {mirror.address}/{mirror_path(reference)}")
+    return references
+
+
+def archive_tags(archive: Path) -> list[str]:
+    """The RepoTags listed in a `docker save` tarball's manifest.json."""
+    try:
+        with tarfile.open(archive) as tar:
+            member = tar.extractfile("manifest.json")
+            manifest = json.load(member) if member else []
+    except (tarfile.TarError, KeyError, ValueError) as exc:
+        raise ProviderError(f"{archive} is not a `docker save` tarball: {exc}") from None
+    tags = [tag for entry in manifest for tag in entry.get("RepoTags") or []]
+    if not tags:
+        raise ProviderError(f"{archive} holds no tagged image: save it with `docker save NAME:TAG`")
+    return tags
