@@ -110,5 +110,15 @@ def phase(
         raise cli.LabError("checks failed")
 
 
-lab = Collection("lab", render, validate, up, status, destroy)
+@task(help={**SPEC_HELP, "load": "a `docker save` tarball to put into the mirror instead"})
+@cli.friendly_errors
+def images(c, spec=None, out=None, load=None):
+    """Build the offline images (Debian/PyPI packages) into the lab's registry mirror."""
+    from lab.images import images_task
+
+    lab_spec, build = cli.spec_and_build(spec, out)
+    images_task(lab_spec, build, load=load)
+
+
+lab = Collection("lab", render, validate, up, status, destroy, images)
 ns = Collection(lab, phase)

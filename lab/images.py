@@ -148,6 +148,8 @@ class Mirror:
 BASE_TAG = "ha-registry-lab/base:bookworm"
 BASE_RECIPE = "debootstrap --variant=minbase bookworm + host apt sources, v1"
 S3_STANDIN = "ha-registry-lab/s3-standin:moto"
+# MinIO-like checks and relays around moto (lab/standin), shipped in the S3 image
+STANDIN_SCRIPT = Path(__file__).resolve().parent / "standin" / "s3_standin.py"
 APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 APT_INSTALL = (
     "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
@@ -341,9 +343,12 @@ def recipes(spec: LabSpec) -> list[Recipe]:
             "COPY wheels /wheels\n"
             "RUN python3 -m venv /opt/moto && /opt/moto/bin/pip install --no-index"
             " --find-links /wheels 'moto[server]' && rm -rf /wheels /root/.cache\n"
+            "COPY s3_standin.py /usr/local/bin/s3_standin.py\n"
+            "RUN chmod 755 /usr/local/bin/s3_standin.py\n"
             f"{_labels('pypi moto server mode, standing in for MinIO')}\n"
             "ENV PATH=/opt/moto/bin:$PATH\nEXPOSE 9000\n"
             'CMD ["moto_server", "-H", "0.0.0.0", "-p", "9000"]\n',
+            files={"s3_standin.py": STANDIN_SCRIPT.read_text()},
             wheels=f"moto[server]=={_moto_version()}",
         ),
     ]
@@ -640,3 +645,11 @@ def archive_tags(archive: Path) -> list[str]:
     if not tags:
         raise ProviderError(f"{archive} holds no tagged image: save it with `docker save NAME:TAG`")
     return tags
+
+
+def images_task(spec: LabSpec, build: Path, *, load: str | None = None) -> None:
+    """What `inv lab.images [--load FILE.tar]` does."""
+    if load:
+        load_archive(spec, build, Path(load))
+    else:
+        build_images(spec, build)
