@@ -508,6 +508,21 @@ class LocalProvider:
     def snapshot_delete(self, name: str) -> None:
         shutil.rmtree(self._snapshot_path(name, must_exist=True))
 
+    def image_substitutes(self) -> tuple[str, str]:
+        """(MinIO image, load balancer kind) the nodes can run: MinIO and Traefik only if
+        an instructor loaded them into the mirror (`inv lab.images --load`), else the
+        moto S3 stand-in and HAProxy."""
+        from lab.images import S3_STANDIN
+
+        mirror = self.mirror()
+        minio = self.spec.minio.image
+        if mirror.labels(minio) is None:
+            minio = S3_STANDIN
+        kind = self.spec.loadbalancer.kind
+        if kind == "traefik" and mirror.labels(self.spec.loadbalancer.traefik_image) is None:
+            kind = "haproxy"
+        return minio, kind
+
     # ------------------------------------------------- node lifecycle (public)
 
     def kill_node(self, name: str) -> None:
