@@ -68,12 +68,14 @@ import hmac
 import io
 import json
 import os
+import pickle
 import re
 import selectors
 import signal
 import socket
 import socketserver
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -511,11 +513,80 @@ def build_moto_app() -> WsgiApp:
 # --------------------------------------------------------------------------- roles
 
 
-def exit_on_sigterm() -> None:
+class StorePersister:
+    """Keeps moto's in-memory store in a file, so a restarted container finds its objects.
+
+    MinIO keeps its data on disk (/export, on the lab's shared directory); the
+    stand-in does the same with a pickle of moto's S3 backends, written a second
+    after the last change and on SIGTERM. Checkpoints copy the shared directory,
+    so they carry the store too.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.dirty = threading.Event()
+        self.lock = threading.Lock()
+
+    def load(self) -> None:
+        from moto.s3.models import s3_backends
+
+        if not self.path.exists():
+            return
+        saved = pickle.loads(self.path.read_bytes())
+        for account, partitions in saved["backends"].items():
+            for partition, backend in partitions.items():
+                s3_backends[account][partition] = backend
+        s3_backends.bucket_accounts.update(saved["bucket_accounts"])
+        log(f"store loaded from {self.path}")
+
+    def dump(self) -> None:
+        from moto.s3.models import s3_backends
+
+        with self.lock:
+            self.dirty.clear()
+            state = {
+                "backends": {a: dict(s3_backends[a]) for a in list(s3_backends.keys())},
+                "bucket_accounts": dict(s3_backends.bucket_accounts),
+            }
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_bytes(pickle.dumps(state))
+            os.replace(tmp, self.path)
+
+    def keep_saving(self) -> None:
+        while True:
+            self.dirty.wait()
+            time.sleep(1.0)  # one write for a burst of requests
+            self.dump()
+
+    def wrap(self, app: WsgiApp) -> WsgiApp:
+        def marking(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            try:
+                return app(environ, start_response)
+            finally:
+                if environ["REQUEST_METHOD"] not in ("GET", "HEAD", "OPTIONS"):
+                    self.dirty.set()
+
+        return marking
+
+
+def store_path() -> Path | None:
+    configured = os.environ.get("STANDIN_STATE")
+    if configured:
+        return Path(configured)
+    export = Path("/export")
+    return export / ".standin-store.pickle" if export.is_dir() else None
+
+
+def exit_on_sigterm(before_exit: Callable[[], None] | None = None) -> None:
     # SystemExit raised in the main thread unwinds serve_forever at once; worker
     # threads are daemons, so the process ends with status 0.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    def stop(*_: object) -> None:
+        if before_exit is not None:
+            before_exit()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 def serve(host: str, port: int) -> None:
@@ -525,7 +596,14 @@ def serve(host: str, port: int) -> None:
 
     root = load_root_credentials()
     verify = os.environ.get("STANDIN_VERIFY_SIGNATURES", "1") not in ("0", "false", "no")
-    app = MinioGate(build_moto_app(), root, verify_signatures=verify)
+    app: WsgiApp = MinioGate(build_moto_app(), root, verify_signatures=verify)
+    path = store_path()
+    if path is not None:
+        persister = StorePersister(path)
+        persister.load()
+        app = persister.wrap(app)
+        threading.Thread(target=persister.keep_saving, daemon=True).start()
+        exit_on_sigterm(persister.dump)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # we log requests ourselves
     log(
         f"role=serve listening on {host}:{port} (moto S3, root user {root[0]!r}, "
