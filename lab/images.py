@@ -339,7 +339,7 @@ def recipes(spec: LabSpec) -> list[Recipe]:
         Recipe(
             "s3-standin",
             S3_STANDIN,
-            f"FROM {BASE_TAG}\n{_apt('python3', 'python3-venv')}\n"
+            f"FROM {BASE_TAG}\n{_apt('python3', 'python3-venv', 'curl')}\n"
             "COPY wheels /wheels\n"
             "RUN python3 -m venv /opt/moto && /opt/moto/bin/pip install --no-index"
             " --find-links /wheels 'moto[server]' && rm -rf /wheels /root/.cache\n"
@@ -347,7 +347,11 @@ def recipes(spec: LabSpec) -> list[Recipe]:
             "RUN chmod 755 /usr/local/bin/s3_standin.py\n"
             f"{_labels('pypi moto server mode, standing in for MinIO')}\n"
             "ENV PATH=/opt/moto/bin:$PATH\nEXPOSE 9000\n"
-            'CMD ["moto_server", "-H", "0.0.0.0", "-p", "9000"]\n',
+            # MinIO's stack command (server http://minio{1...4}/export) arrives as
+            # arguments; sh -c ignores them: minio1 serves, the others relay to it.
+            'ENTRYPOINT ["sh", "-c", "exec python3 /usr/local/bin/s3_standin.py auto --port 9000",'
+            ' "s3-standin"]\n'
+            'CMD ["server"]\n',
             files={"s3_standin.py": STANDIN_SCRIPT.read_text()},
             wheels=f"moto[server]=={_moto_version()}",
         ),
