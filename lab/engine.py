@@ -137,7 +137,8 @@ class Engine:
             command = f"{command} < {staged}; rc=$?; rm -f {staged}; exit $rc"
         deadline = time.monotonic() + step.retry_for
         while True:
-            result = self.remote.run(node, command, timeout=step.timeout, echo=not step.retry_for)
+            quiet = bool(step.retry_for or step.capture)  # polling, or a value such as a token
+            result = self.remote.run(node, command, timeout=step.timeout, echo=not quiet)
             if result.exit_code == 0 or time.monotonic() >= deadline:
                 break
             time.sleep(1.0)
@@ -150,10 +151,25 @@ class Engine:
             raise PhaseFailed(phase, step, result, hint)
         return result
 
+    def _host_action(self, phase: str, step: Step) -> str:
+        """Run a host-side action, retrying until ``retry_for`` runs out (services converge)."""
+        assert step.host_action is not None
+        deadline = time.monotonic() + step.retry_for
+        while True:
+            try:
+                return step.host_action(self.ctx)
+            except Exception as exc:  # any failure of the action is the step's failure
+                if time.monotonic() >= deadline:
+                    result = CommandResult("host", step.display or step.title, 1, "", str(exc), 0.0)
+                    raise PhaseFailed(
+                        phase, step, result, "is the service up? see the error above"
+                    ) from None
+            time.sleep(2.0)
+
     def run_step(self, phase: str, step: Step) -> None:
         self.console.print(f"[bold cyan]>[/bold cyan] {step.title}")
         if step.host_action is not None:
-            self.console.print(f"  host: {step.host_action(self.ctx)}")
+            self.console.print(f"  host: {self._host_action(phase, step)}")
             return
         if not step.command:
             return

@@ -114,6 +114,7 @@ def plan(ctx: PhaseContext) -> list[Step]:
         Step(
             f"create the bucket {ctx.spec.bucket.name} ({ctx.spec.bucket.policy})",
             host_action=ensure_bucket,
+            retry_for=120,  # after a checkpoint the instances take a moment to come back
             display=f"S3 CreateBucket {ctx.spec.bucket.name} at {endpoint(ctx)} "
             f"(policy: {ctx.spec.bucket.policy})",
         )
