@@ -760,7 +760,9 @@ class LocalProvider:
             "--pidfile", str(node.dockerd_pidfile),
             "--cgroup-parent", node.cgroup_parent,
             "--registry-mirror", f"http://{mirror}",
-            "--insecure-registry", mirror,
+            # As the rendered daemon.json: the whole lab network is plain HTTP
+            # (mirror, every node's registry, the load balancer).
+            "--insecure-registry", self.spec.network.subnet,
             "--shutdown-timeout", "5",
         ]  # fmt: skip
 
