@@ -77,3 +77,23 @@ def same_digest(registry: str, repo: str, tag: str, pull_ref: str) -> str:
 
 def http_code(url: str) -> str:
     return f"curl -s -o /dev/null -m 5 -w '%{{http_code}}' {url}"
+
+
+def wait_for_storage(ctx: PhaseContext) -> Step:
+    """Every node's MinIO answers: after a checkpoint the swarm needs a moment."""
+    urls = " ".join(f"{ctx.spec.minio_endpoint(n)}/minio/health/cluster" for n in ctx.spec.nodes)
+    return Step(
+        "wait until MinIO answers for every node",
+        (ctx.leader,),
+        f"for u in {urls}; do curl -sf -m 3 -o /dev/null $u || exit 1; done",
+        retry_for=180,
+    )
+
+
+def wait_for_registries(ctx: PhaseContext) -> Step:
+    return Step(
+        "wait until every registry answers /v2/",
+        tuple(ctx.node_names),
+        f"curl -sf -m 5 -o /dev/null http://{{node_ip}}:{ctx.registry_port}/v2/",
+        retry_for=120,
+    )

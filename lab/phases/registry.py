@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.phases.common import container_step, http_code, same_digest
+from lab.phases.common import container_step, http_code, same_digest, wait_for_storage
 from lab.phases.context import PhaseContext
 from lab.plan import Check, Step
 
@@ -32,7 +32,8 @@ def plan(ctx: PhaseContext) -> list[Step]:
     leader_registry = f"{ctx.ip(ctx.leader)}:{port}"
     hello = ctx.spec.demo.hello_image
     pushed = f"{leader_registry}/{DEMO_REPO}:{demo_tag(ctx)}"
-    steps = [
+    steps = [wait_for_storage(ctx)]
+    steps += [
         container_step(
             ctx,
             f"run registry {node} with its config",

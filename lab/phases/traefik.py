@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from lab.phases.common import container_step, same_digest
+from lab.phases.common import (
+    container_step,
+    same_digest,
+    wait_for_registries,
+    wait_for_storage,
+)
 from lab.phases.context import PhaseContext
 from lab.plan import Check, Step
 
@@ -54,6 +59,8 @@ def plan(ctx: PhaseContext) -> list[Step]:
     lb = ctx.lb_address
     hello = ctx.spec.demo.hello_image
     return [
+        wait_for_storage(ctx),
+        wait_for_registries(ctx),
         container_step(
             ctx, f"run {ctx.lb_kind} on {node} at {lb}", (node,), CONTAINER, configs, run_args
         ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.phases.common import same_digest
+from lab.phases.common import same_digest, wait_for_registries, wait_for_storage
 from lab.phases.context import PhaseContext
 from lab.plan import Check, Step
 
@@ -24,6 +24,14 @@ def plan(ctx: PhaseContext) -> list[Step]:
         "RUN echo third layer > /third\\n"
     )
     return [
+        wait_for_storage(ctx),
+        wait_for_registries(ctx),
+        Step(
+            "wait until the load balancer answers /v2/",
+            (ctx.leader,),
+            f"curl -sf -m 5 -o /dev/null http://{ctx.lb_address}/v2/",
+            retry_for=120,
+        ),
         Step(
             "build a fresh three-layer image",
             (ctx.leader,),
@@ -42,9 +50,9 @@ def checks(ctx: PhaseContext) -> list[Check]:
             "pulled through the load balancer with the pushed digest",
             "same digest",
             node,
-            f"docker image rm -f {image} >/dev/null 2>&1; "
-            if node != ctx.leader
-            else "" + same_digest(lb, REPO, TAG, image),
+            # Other nodes drop any copy first, so the pull really goes through the LB.
+            (f"docker image rm -f {image} >/dev/null 2>&1; " if node != ctx.leader else "")
+            + same_digest(lb, REPO, TAG, image),
             timeout=180,
         )
         for node in ctx.node_names
