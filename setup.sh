@@ -15,7 +15,7 @@ DEBIAN_PACKAGES=(
   # the local provider: one dockerd and sshd per network namespace
   docker.io openssh-server openssh-client iproute2 iptables util-linux procps curl
   # offline images and the host-side mirror
-  skopeo debootstrap redis-server redis-tools
+  skopeo debootstrap redis-server redis-tools xfsprogs
 )
 export DEBIAN_FRONTEND=noninteractive
 missing=()
