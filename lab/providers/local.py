@@ -474,6 +474,10 @@ class LocalProvider:
         self._ensure_state_volume()
         self.ensure_network()
         self.mirror().ensure_running()
+        # The nodes pull only from the mirror: fill it (cached after the first time).
+        from lab.images import build_images
+
+        build_images(self.spec, self.build, say=self.say)
         public_key = ensure_secrets(self.build).ssh_public_key
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._private_run_dir()
