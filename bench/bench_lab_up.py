@@ -46,7 +46,9 @@ def main() -> int:
     finally:
         if "--keep" not in sys.argv:
             subprocess.run([sys.executable, "-m", "invoke", "lab.destroy", *where], cwd=REPO)
-    phases = {name: rec["seconds"] for name, rec in state["phases"].items()}
+    from lab.phases import PHASES
+
+    phases = {name: state["phases"][name]["seconds"] for name in PHASES}
     result = {
         "lab_up_seconds": round(total, 1),
         "phases": phases,
