@@ -7,6 +7,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPEC = REPO_ROOT / "lab.yaml"
 BUILD_ROOT = REPO_ROOT / "build"
+# pidfiles and logs of the libvirtd/virtlogd the kit starts where no service manager does
+LIBVIRT_RUN_DIR = BUILD_ROOT / "libvirt"
 
 
 def build_dir(lab_name: str, out: str | Path | None = None) -> Path:
