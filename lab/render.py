@@ -24,6 +24,9 @@ from lab.secrets import LabSecrets, ensure_secrets
 from lab.spec import LabSpec
 
 IGNITION_VERSION = "3.3.0"
+# The userspace NFS server (nfs-ganesha) the libvirt path runs on the lab bridge.
+USERSPACE_NFS_PORT = 2049
+USERSPACE_MOUNT_PORT = 20048
 MANIFEST = ".rendered"
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
@@ -101,6 +104,13 @@ def nfs_export_path(spec: LabSpec, build: Path) -> Path:
     return export if export.is_absolute() else build / export
 
 
+def lab_bridge(spec: LabSpec) -> str:
+    """The host bridge of the lab network (the local provider's), which libvirt VMs join."""
+    from lab.providers.local import short_tag  # late: local.py is a heavy import
+
+    return f"hrl-{short_tag(spec.name, 11)}"
+
+
 def mount_unit_name(mount: str) -> str:
     """systemd's name for the mount unit of ``mount`` (as systemd-escape --path)."""
     parts = [p for p in mount.strip("/").split("/") if p]
@@ -161,6 +171,26 @@ class _Renderer:
             ]
         return units
 
+    def libvirt_units(self) -> list[NodeUnit]:
+        """The node units for the libvirt VMs: the same, but NFS from the userspace server.
+
+        Ports are given so that neither the guest (no rpcbind client needed) nor the
+        kernel asks the host's portmapper."""
+        mount = mount_unit_name(self.spec.nfs.mount)
+        options = (
+            f"vers=3,proto=tcp,port={USERSPACE_NFS_PORT},mountport={USERSPACE_MOUNT_PORT},"
+            f"mountproto=tcp,nolock,soft,timeo=100,addr={self.spec.network.host}"
+        )
+        nfs = self.text(
+            "cloud-config/units/nfs.mount.j2",
+            nfs_options=options,
+            nfs_server_note=", served by nfs-ganesha",
+        )
+        return [
+            NodeUnit(mount, nfs, True) if unit.name == mount else unit
+            for unit in self.node_units()
+        ]
+
     def ignition(self, node_ctx: dict[str, object]) -> str:
         as_yaml = self.text("cloud-config/ignition.yaml.j2", **node_ctx)
         return json.dumps(yaml.safe_load(as_yaml), indent=2, sort_keys=True) + "\n"
@@ -168,13 +198,19 @@ class _Renderer:
     def files(self) -> list[RenderedFile]:
         spec = self.spec
         node_files, node_units = self.node_files(), self.node_units()
+        guest_units = self.libvirt_units()
+        vagrantfile = self.text(
+            "Vagrantfile.j2", lab_bridge=lab_bridge(spec), guest_units=guest_units
+        )
         out: list[RenderedFile] = [
-            RenderedFile("Vagrantfile", self.text("Vagrantfile.j2").encode()),
+            RenderedFile("Vagrantfile", vagrantfile.encode()),
             RenderedFile("files/daemon.json", daemon_json(spec).encode()),
             RenderedFile("files/docker-aliases.sh", node_files[1].content.encode()),
         ]
         for unit in node_units:
             out.append(RenderedFile(f"units/systemd/{unit.name}", unit.content.encode()))
+        for unit in guest_units:
+            out.append(RenderedFile(f"units/libvirt/{unit.name}", unit.content.encode()))
         for node in spec.nodes:
             ctx = {"node": node, "node_files": node_files, "node_units": node_units}
             out.append(RenderedFile(f"{node.name}.ign", self.ignition(ctx).encode()))

@@ -112,6 +112,18 @@ class Box(_Model):
     channel: Literal["stable", "beta", "alpha"] = "stable"
     name: str | None = None
     url: str | None = None
+    # The libvirt path runs a generic Debian box with Docker (`inv lab.box` builds it):
+    # Flatcar's Vagrant box is VirtualBox-only.
+    libvirt: str = "ha-registry-lab/bookworm-docker"
+    # qemu = software emulation (TCG), works everywhere; kvm needs a usable /dev/kvm.
+    libvirt_driver: Literal["qemu", "kvm"] = "qemu"
+
+    @field_validator("libvirt")
+    @classmethod
+    def _box_ref(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$", value):
+            raise ValueError(f"{value!r} is not a Vagrant box name such as owner/name")
+        return value
 
     @property
     def box_name(self) -> str:

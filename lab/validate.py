@@ -669,9 +669,12 @@ JSON = "json"
 
 def expected_units(spec: LabSpec) -> list[str]:
     units = [mount_unit_name(spec.nfs.mount), "registry.service"]
-    if spec.time_sync.enabled:
-        units += ["date.service", "date.timer"]
-    return [f"units/systemd/{name}" for name in units]
+    time_units = ["date.service", "date.timer"] if spec.time_sync.enabled else []
+    # units/libvirt/: what the Debian VMs of the libvirt path install (no registry unit)
+    libvirt = [mount_unit_name(spec.nfs.mount), *time_units]
+    return [f"units/systemd/{name}" for name in units + time_units] + [
+        f"units/libvirt/{name}" for name in libvirt
+    ]
 
 
 def plan(build: Path, spec: LabSpec) -> list[tuple[str, str, Check]]:
@@ -696,7 +699,10 @@ def plan(build: Path, spec: LabSpec) -> list[tuple[str, str, Check]]:
             (f"registry/{node.name}.yml", REGISTRY, check_registry),
         ]
     # Expected units, plus any other unit the renderer put there.
-    rendered_units = {p.relative_to(build).as_posix() for p in build.glob("units/systemd/*")}
+    rendered_units = {
+        p.relative_to(build).as_posix()
+        for p in [*build.glob("units/systemd/*"), *build.glob("units/libvirt/*")]
+    }
     for unit in sorted(set(expected_units(spec)) | rendered_units):
         jobs.append((unit, SYSTEMD, check_unit))
     return sorted(jobs, key=lambda job: (job[0], job[1]))

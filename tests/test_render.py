@@ -183,6 +183,37 @@ def test_vagrantfile_defines_every_node(rendered: Path) -> None:
     assert 'type: "nfs"' in text and "'/mnt/docker_reg'" in text
 
 
+def test_vagrantfile_libvirt_block_runs_the_debian_box_on_the_lab_bridge(rendered: Path) -> None:
+    from lab.providers.local import LocalProvider
+
+    text = (rendered / "Vagrantfile").read_text()
+    spec = parse_spec(yaml.safe_load((Path(__file__).parent.parent / "lab.yaml").read_text()))
+    bridge = LocalProvider(spec, rendered).bridge
+    assert f"LAB_BRIDGE = '{bridge}'" in text  # the bridge the mirror listens on
+    assert "LIBVIRT_BOX = 'ha-registry-lab/bookworm-docker'" in text
+    assert "LIBVIRT_DRIVER = 'qemu'" in text and "lv.driver = LIBVIRT_DRIVER" in text
+    assert "lv.default_prefix = 'ha-registry-'" in text  # domains: <lab>-<node>
+    assert 'override.ssh.username = "vagrant"' in text
+    assert "GUEST_UNITS = ['mnt-docker_reg.mount', 'date.service', 'date.timer']" in text
+    assert "ENABLED_UNITS = ['mnt-docker_reg.mount', 'date.timer']" in text
+    assert 'File.join(LAB_DIR, "logs", "serial-#{node[:name]}.log")' in text
+
+
+def test_libvirt_units_mount_the_userspace_nfs_server_without_a_portmapper(
+    rendered: Path,
+) -> None:
+    mount = (rendered / "units/libvirt/mnt-docker_reg.mount").read_text()
+    assert f"What=172.17.8.1:{rendered / 'nfs'}" in mount
+    assert (
+        "Options=vers=3,proto=tcp,port=2049,mountport=20048,mountproto=tcp,"
+        "nolock,soft,timeo=100,addr=172.17.8.1"
+    ) in mount
+    for unit in ("date.service", "date.timer"):  # the same as Flatcar's
+        assert (rendered / "units/libvirt" / unit).read_bytes() == (
+            rendered / "units/systemd" / unit
+        ).read_bytes()
+
+
 def test_load_balancers_list_every_registry(rendered: Path) -> None:
     haproxy = (rendered / "lb/haproxy.cfg").read_text()
     nginx = (rendered / "lb/nginx.conf").read_text()

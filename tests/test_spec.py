@@ -186,3 +186,31 @@ def test_defaults_fill_what_lab_yaml_leaves_out(lab_data: dict[str, Any]) -> Non
 def test_load_spec_reads_the_repository_lab() -> None:
     spec = load_spec(Path(__file__).resolve().parent.parent / "lab.yaml")
     assert spec.mirror == "172.17.8.1:5000"
+
+
+def test_libvirt_box_and_driver_default_to_the_kits_debian_box_under_qemu(
+    lab_data: dict[str, Any],
+) -> None:
+    spec = parse_spec(lab_data)
+    assert spec.box.libvirt == "ha-registry-lab/bookworm-docker"
+    assert spec.box.libvirt_driver == "qemu"  # KVM is not usable everywhere; TCG is
+    lab_data["box"].update(libvirt="me/other-box", libvirt_driver="kvm")
+    spec = parse_spec(lab_data)
+    assert (spec.box.libvirt, spec.box.libvirt_driver) == ("me/other-box", "kvm")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("libvirt_driver", "xen", "box.libvirt_driver: 'xen' is not one of 'qemu' or 'kvm'"),
+        ("libvirt", "a box", "box.libvirt: 'a box' is not a Vagrant box name"),
+    ],
+)
+def test_bad_libvirt_box_settings_are_one_line(
+    lab_data: dict[str, Any], field: str, value: str, fragment: str
+) -> None:
+    lab_data["box"][field] = value
+    with pytest.raises(SpecError) as caught:
+        parse_spec(lab_data)
+    assert len(caught.value.problems) == 1
+    assert fragment in caught.value.problems[0]
