@@ -8,7 +8,10 @@ SPEC_HELP = {
     "spec": "lab file (default: lab.yaml)",
     "out": "build directory (default: build/<lab>/)",
 }
-PROVIDER_HELP = "vagrant (VirtualBox VMs, the default) or local (network namespaces on this host)"
+PROVIDER_HELP = (
+    "vagrant (VirtualBox VMs, the default), libvirt (Vagrant VMs under vagrant-libvirt/QEMU, "
+    "box from `inv lab.box`) or local (network namespaces on this host)"
+)
 
 
 @task(help=SPEC_HELP)
@@ -42,14 +45,15 @@ def validate(c, spec=None, out=None):
         "provider": PROVIDER_HELP,
         "demo": "also run the tutorial's busybox demo in the swarm phase",
         "skip_validate": "do not run the validators before bringing the lab up",
+        "until": "stop after this phase (e.g. labels); a later `inv lab.up` goes on from there",
     }
 )
 @cli.friendly_errors
-def up(c, spec=None, out=None, provider=None, demo=False, skip_validate=False):
+def up(c, spec=None, out=None, provider=None, demo=False, skip_validate=False, until=None):
     """Render, validate, make the nodes, then run every phase with a checkpoint after each."""
     from lab import workflow
 
-    workflow.up(spec, out, provider, demo, validate=not skip_validate)
+    workflow.up(spec, out, provider, demo, validate=not skip_validate, until=until)
 
 
 @task(help={**SPEC_HELP})

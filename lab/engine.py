@@ -259,8 +259,13 @@ class Engine:
             if later in self.state.phases:
                 self.state.phases[later].stale = True
 
-    def up(self, phases: Sequence[str] = PHASES) -> dict[str, float]:
-        """Run every phase not yet passed, in order; returns seconds per phase run."""
+    def up(self, phases: Sequence[str] = PHASES, until: str | None = None) -> dict[str, float]:
+        """Run every phase not yet passed, in order, stopping after ``until`` if given;
+        returns seconds per phase run."""
+        if until is not None:
+            if until not in phases:
+                raise LookupError(f"no phase {until!r}; phases: {', '.join(phases)}")
+            phases = phases[: list(phases).index(until) + 1]
         timings: dict[str, float] = {}
         for phase in phases:
             if self.state.passed(phase):

@@ -22,7 +22,7 @@ from lab.secrets import ensure_secrets
 from lab.spec import LabSpec, load_spec
 from lab.state import LabState
 
-PROVIDERS = ("vagrant", "local")
+PROVIDERS = ("vagrant", "libvirt", "local")
 console = Console(highlight=False)
 
 
@@ -43,6 +43,11 @@ def make_provider(name: str, spec: LabSpec, build: Path) -> Provider:
         from lab.providers.vagrant import VagrantProvider
 
         return VagrantProvider(spec, build)
+    if name == "libvirt":
+        # Vagrant with vagrant-libvirt instead of VirtualBox (a VagrantProvider subclass)
+        from lab.providers.vagrant_libvirt import LibvirtProvider
+
+        return LibvirtProvider(spec, build, say=console.print)
     raise LabError(f"unknown provider {name!r}; choose one of: {', '.join(PROVIDERS)}")
 
 
@@ -123,8 +128,15 @@ def _run_engine(action, lab: Lab, demo: bool = False):  # noqa: ANN001, ANN202
 
 
 def up(
-    spec_file: str | None, out: str | None, provider: str | None, demo: bool, validate: bool = True
+    spec_file: str | None,
+    out: str | None,
+    provider: str | None,
+    demo: bool,
+    validate: bool = True,
+    until: str | None = None,
 ) -> dict[str, float]:
+    if until is not None and until not in PHASES:
+        raise LabError(f"--until {until}: no such phase; phases: {', '.join(PHASES)}")
     lab = open_lab(spec_file, out, provider)
     _render_and_validate(lab, validate)
     started = time.monotonic()
@@ -136,7 +148,10 @@ def up(
     if FIRST_CHECKPOINT not in lab.provider.snapshot_list():
         lab.provider.snapshot_save(FIRST_CHECKPOINT)
     timings = {"nodes": time.monotonic() - started}
-    timings |= _run_engine(lambda engine: engine.up(), lab, demo)
+    timings |= _run_engine(lambda engine: engine.up(until=until), lab, demo)
+    if until is not None:
+        console.print(f"lab {lab.spec.name}: phases up to {until} done (stopped there: --until)")
+        return timings
     console.print(
         f"[bold green]lab {lab.spec.name} is up[/bold green]: registry behind "
         f"{lab.lb_kind} at http://{lab.spec.lb_node.ip}:{lab.spec.loadbalancer.port}"

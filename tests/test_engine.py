@@ -140,3 +140,13 @@ def test_dry_run_shows_commands_per_node_and_no_secret(ctx: PhaseContext) -> Non
     registry = "\n".join(Engine(ctx, SnapshotLog(), RecordingShell()).dry_run("registry"))
     assert ctx.secrets.registry_http_secret not in registry
     assert "coreos3: upload coreos3.yml" in registry
+
+
+def test_up_until_stops_after_that_phase(ctx: PhaseContext) -> None:
+    shell = RecordingShell({"index .Spec.Labels": (0, "true")})
+    engine = Engine(ctx, SnapshotLog(), shell)
+    engine.state.phases.clear()
+    ran = engine.up(("labels", "minio"), until="labels")
+    assert list(ran) == ["labels"]
+    with pytest.raises(LookupError, match="no phase 'nope'"):
+        engine.up(until="nope")

@@ -70,12 +70,14 @@ with open(os.path.join(log_dir, "calls.jsonl"), "a") as log:
     log.write(json.dumps(record) + "\\n")
 snap_file = os.path.join(log_dir, "snapshots.json")
 snaps = json.load(open(snap_file)) if os.path.exists(snap_file) else {{}}
+positional = [a for a in args[2:] if not a.startswith("-")]
 if args[:2] == ["snapshot", "save"]:
-    machine, name = args[-2], args[-1]
-    snaps.setdefault(machine, [])
-    if name not in snaps[machine]:
-        snaps[machine].append(name)
-    print(f"==> {{machine}}: Snapshotting the machine as '{{name}}'...")
+    name = positional[-1]
+    for machine in positional[:-1] or ["coreos1", "coreos2", "coreos3"]:  # no name: all
+        snaps.setdefault(machine, [])
+        if name not in snaps[machine]:
+            snaps[machine].append(name)
+        print(f"==> {{machine}}: Snapshotting the machine as '{{name}}'...")
 elif args[:2] == ["snapshot", "delete"]:
     machine, name = args[-2], args[-1]
     snaps[machine].remove(name)
@@ -431,3 +433,90 @@ def test_up_output_reaches_the_terminal(
 
     # The fake prints "==> coreos1: <argv>" on stdout; python-vagrant passes it through.
     assert "==> coreos1: up --provider=virtualbox" in capfd.readouterr().out
+
+
+# ------------------------------------------------------------------ the libvirt path
+# Real VMs are exercised by tests/test_lab_libvirt.py; these are the parts that need none.
+
+RECORDED_BOX_LIST = """\
+1795817140,,ui,info,ha-registry-lab/bookworm-docker (libvirt%!(VAGRANT_COMMA) 0)
+1795817140,,box-name,ha-registry-lab/bookworm-docker
+1795817140,,box-provider,libvirt
+1795817140,,box-version,0
+1795817140,,box-info,inputs,df6fc01fa1bec9463d998661252aedc24edcfcd8ed707a7f04adbe970981343d
+1795817140,,box-name,flatcar-stable
+1795817140,,box-provider,virtualbox
+"""
+
+
+def test_box_list_parser_on_recorded_output() -> None:
+    from lab.providers.vagrant_libvirt import box_providers
+
+    assert box_providers(RECORDED_BOX_LIST) == {
+        "ha-registry-lab/bookworm-docker": {"libvirt"},
+        "flatcar-stable": {"virtualbox"},
+    }
+
+
+def test_libvirt_provider_is_recorded_as_libvirt(spec: LabSpec, build: Path) -> None:
+    from lab.providers.vagrant_libvirt import LibvirtProvider
+    from lab.workflow import PROVIDERS, make_provider
+
+    provider = make_provider("libvirt", spec, build)
+    assert "libvirt" in PROVIDERS
+    assert isinstance(provider, LibvirtProvider) and isinstance(provider, VagrantProvider)
+    assert (provider.name, provider.vm_provider) == ("libvirt", "libvirt")
+    assert provider.capabilities.systemd and not provider.capabilities.fleet
+    assert provider.domains == [f"ha-registry-{m}" for m in MACHINES]  # lv.default_prefix
+
+
+def test_qemu_must_enter_the_build_directory(tmp_path: Path) -> None:
+    from lab.providers.vagrant_libvirt import not_traversable
+
+    private = tmp_path / "private"
+    (private / "build").mkdir(parents=True)
+    private.chmod(0o700)
+    assert not_traversable(private / "build") == private
+    private.chmod(0o755)
+    assert not_traversable(private / "build") in (None, *private.parents)
+
+
+def test_libvirt_checkpoints_pause_every_domain_around_one_vagrant_command(
+    spec: LabSpec, build: Path, fake_vagrant: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vagrant-libvirt ignores `restore --no-start`: the kit pauses, restores, then resumes."""
+    from lab import libvirt_host
+    from lab.providers.vagrant_libvirt import LibvirtProvider
+
+    provider = LibvirtProvider(spec, build)
+    states = dict.fromkeys(provider.domains, "running")
+    virsh_calls: list[tuple[str, ...]] = []
+
+    def fake_virsh(*args: str, check: bool = True, timeout: float = 120) -> str:
+        virsh_calls.append(args)
+        if args[0] == "domstate":
+            return states[args[1]] + "\n"
+        states[args[1]] = {"suspend": "paused", "resume": "running"}[args[0]]
+        return ""
+
+    events: list[str] = []
+    monkeypatch.setattr(libvirt_host, "virsh", fake_virsh)
+    monkeypatch.setattr(provider, "set_clocks", lambda: events.append("clocks"))
+    monkeypatch.setattr(
+        provider.nfs, "restart_with", lambda change: (events.append("nfs"), change())
+    )
+
+    provider.snapshot_save("after-swarm")
+    assert [c["argv"] for c in _calls(fake_vagrant)] == [
+        ["snapshot", "save", "--force", "after-swarm"]
+    ]
+    assert [c[0] for c in virsh_calls if c[0] != "domstate"] == ["suspend"] * 3 + ["resume"] * 3
+    assert events == ["clocks"]
+
+    virsh_calls.clear()
+    provider.snapshot_restore("after-swarm")
+    argvs = [c["argv"] for c in _calls(fake_vagrant)]
+    assert argvs[-1] == ["snapshot", "restore", "--no-provision", "--no-start", "after-swarm"]
+    assert [c[0] for c in virsh_calls if c[0] != "domstate"] == ["suspend"] * 3 + ["resume"] * 3
+    assert events == ["clocks", "nfs", "clocks"]
+    assert all(state == "running" for state in states.values())

@@ -1,0 +1,262 @@
+"""The Vagrant provider on libvirt: the same VagrantProvider, driving vagrant-libvirt.
+
+What differs from VirtualBox, and why:
+
+- **Host side.** The VMs join the lab bridge the local provider makes (the host's lab
+  address is on it), so the image mirror and image builds are the local provider's,
+  called as they are. The shared directory is served by nfs-ganesha in userspace
+  (:mod:`lab.providers.userspace_nfs`): this host kind has no kernel nfsd, and 9p
+  forbids snapshots of running VMs.
+- **Checkpoints.** ``vagrant snapshot restore --no-start`` is not honoured by
+  vagrant-libvirt (it reverts each domain straight to the snapshot's state) and
+  ``snapshot save`` takes each VM at a different moment. So every domain is paused
+  first: all snapshots and the copy of the shared directory are one instant, and a
+  restore brings back paused domains; the shared directory is put back (ganesha
+  restarted for fresh caches) before any of them runs again. Guests then resume at
+  the snapshot's clock, so each one's clock is set from the host over SSH.
+- **Teardown** removes, beyond what ``vagrant destroy`` removes, any domain or disk
+  volume named for the lab, vagrant-libvirt's management network if this lab created
+  it, the bridge and mirror (the local provider's destroy), the NFS server, and the
+  libvirt daemons the kit started once no domain is left.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+import time
+from pathlib import Path
+
+from lab.providers.base import Capabilities, ProviderError
+from lab.providers.local import LocalProvider
+from lab.providers.userspace_nfs import UserspaceNfs
+from lab.providers.vagrant import VagrantProvider
+from lab.remote import Remote, RemoteError, known_hosts_file
+from lab.spec import LabSpec
+
+PLUGIN_MISSING = "the vagrant-libvirt plugin is missing: run ./setup.sh"
+MANAGEMENT_NETWORK = "vagrant-libvirt"  # vagrant-libvirt's default, for SSH and DHCP
+MANAGEMENT_MARKER = "libvirt-management-network.created"
+LOGS_DIR = "logs"
+CLOCK_TIMEOUT = 60.0
+
+
+def box_providers(machine_readable: str) -> dict[str, set[str]]:
+    """``vagrant box list --machine-readable`` -> box name -> its providers."""
+    boxes: dict[str, set[str]] = {}
+    name = ""
+    for line in machine_readable.splitlines():
+        fields = line.split(",", 3)
+        if len(fields) < 4:
+            continue
+        if fields[2] == "box-name":
+            name = fields[3].strip()
+            boxes.setdefault(name, set())
+        elif fields[2] == "box-provider" and name:
+            boxes[name].add(fields[3].strip())
+    return boxes
+
+
+def not_traversable(path: Path) -> Path | None:
+    """The first directory above ``path`` that other users (QEMU's) cannot enter."""
+    for parent in [path, *path.parents]:
+        if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
+            return parent
+    return None
+
+
+class LibvirtProvider(VagrantProvider):
+    """The lab's nodes as vagrant-libvirt VMs (QEMU, software emulation by default)."""
+
+    name = "libvirt"
+    # Debian's kernel and systemd in the box; IPVS is checked on the nodes after up.
+    capabilities = Capabilities(ipvs=True, systemd=True, fleet=False)
+
+    def __init__(self, spec: LabSpec, build: Path, say=print):  # noqa: ANN001
+        super().__init__(spec, build, vm_provider="libvirt")
+        self.say = say
+        self.local = LocalProvider(spec, self.build, say=say)
+        self.nfs = UserspaceNfs(spec, self.build)
+        self.domains = [f"{spec.name}-{machine}" for machine in self.machines]
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def up(self) -> None:
+        """Host network, images and NFS first (the VMs need them at boot), then `vagrant up`."""
+        self._preflight()
+        from lab.images import build_images
+
+        self.local.ensure_network()
+        build_images(self.spec, self.build, say=self.say)  # also starts the mirror
+        self.nfs.ensure_running()
+        (self.build / LOGS_DIR).mkdir(parents=True, exist_ok=True)
+        self._note_management_network()
+        super().up()
+        self._check_ipvs()
+        self.set_clocks()
+
+    def destroy(self) -> None:
+        """Everything of the lab, whatever state a failed run left; safe to run twice."""
+        from lab import libvirt_host
+
+        libvirt_host.ensure_libvirt(printer=self.say)
+        if (self.build / ".vagrant").exists() and (self.build / "Vagrantfile").exists():
+            super().destroy()
+        self._remove_leftover_domains()
+        self._remove_management_network()
+        self.nfs.stop()
+        self.local.destroy()
+        if not libvirt_host.virsh("list", "--all", "--name").strip():
+            libvirt_host.stop_libvirt_if_started_by_kit()
+
+    def image_substitutes(self) -> tuple[str, str]:
+        """The same images as the local provider: the nodes pull from the same mirror."""
+        return self.local.image_substitutes()
+
+    # --- checkpoints -----------------------------------------------------------
+
+    def snapshot_save(self, name: str) -> None:
+        """All domains paused, snapshotted as ``name``, the shared dir copied, resumed."""
+        self._pause_all()
+        try:
+            self._vagrant(
+                f"snapshot save {name}",
+                lambda v: v.command("snapshot", "save", "--force", name),
+                echo=True,
+            )
+            self._save_shared(name)
+        finally:
+            self._resume_all()
+        self.set_clocks()
+
+    def snapshot_restore(self, name: str) -> None:
+        """Domains reverted (paused), shared dir put back, NFS restarted, then resumed."""
+        existing = self.snapshot_list()
+        if name not in existing:
+            known = ", ".join(existing) or "none"
+            raise ProviderError(f"no checkpoint named {name!r} (checkpoints: {known})")
+        self._pause_all()
+        self._vagrant(
+            f"snapshot restore {name}",
+            lambda v: v.command("snapshot", "restore", "--no-provision", "--no-start", name),
+            echo=True,
+        )
+        self._pause_all()  # a snapshot taken running reverts to running
+        self.nfs.restart_with(lambda: self._restore_shared(name))
+        self._resume_all()
+        self.set_clocks()
+
+    def set_clocks(self) -> None:
+        """Each guest's clock from the host's (guests resume at the snapshot's time)."""
+        remote = Remote(self.nodes(), known_hosts_file(self.build), printer=None)
+        try:
+            results = remote.run_all(
+                lambda _node: f"sudo date -u -s @{time.time():.3f} >/dev/null",
+                timeout=CLOCK_TIMEOUT,
+                stream=False,
+            )
+        except RemoteError as exc:
+            raise ProviderError(f"setting the guests' clocks failed: {exc}") from None
+        finally:
+            remote.close()
+        failed = [name for name, result in results.items() if not result.ok]
+        if failed:
+            raise ProviderError(f"setting the clock failed on {', '.join(failed)}")
+
+    # --- libvirt -------------------------------------------------------------
+
+    def _preflight(self) -> None:
+        from lab import libvirt_host
+
+        plugins = self._vagrant("plugin list", lambda v: v.output("plugin", "list"))
+        if "vagrant-libvirt" not in plugins:
+            raise ProviderError(PLUGIN_MISSING)
+        libvirt_host.ensure_libvirt(printer=self.say)
+        box = self.spec.box.libvirt
+        listing = self._vagrant("box list", lambda v: v.output("box", "list", "--machine-readable"))
+        if "libvirt" not in box_providers(listing).get(box, set()):
+            raise ProviderError(f"the Vagrant box {box} (libvirt) is missing: run `inv lab.box`")
+        blocked = not_traversable(self.build.resolve())
+        if blocked is not None:
+            raise ProviderError(
+                f"QEMU (user libvirt-qemu) cannot enter {blocked}: "
+                "put the build directory elsewhere (--out) or chmod o+x it"
+            )
+
+    def _domain_states(self) -> dict[str, str]:
+        from lab import libvirt_host
+
+        states = {}
+        for domain in self.domains:
+            out = libvirt_host.virsh("domstate", domain, check=False).strip()
+            states[domain] = out or "missing"
+        return states
+
+    def _pause_all(self) -> None:
+        from lab import libvirt_host
+
+        for domain, state in self._domain_states().items():
+            if state == "running":
+                libvirt_host.virsh("suspend", domain)
+
+    def _resume_all(self) -> None:
+        from lab import libvirt_host
+
+        for domain, state in self._domain_states().items():
+            if state == "paused":
+                libvirt_host.virsh("resume", domain)
+
+    def _check_ipvs(self) -> None:
+        """Swarm's VIPs and routing mesh need IPVS: say so now rather than in a phase."""
+        remote = Remote(self.nodes()[:1], known_hosts_file(self.build), printer=None)
+        try:
+            result = remote.run(
+                self.machines[0], "sudo modprobe ip_vs", timeout=CLOCK_TIMEOUT, stream=False
+            )
+        finally:
+            remote.close()
+        if not result.ok:
+            raise ProviderError(
+                f"the box's kernel has no IPVS (modprobe ip_vs: {result.stderr.strip()}): "
+                "rebuild the box with `inv lab.box`"
+            )
+
+    def _note_management_network(self) -> None:
+        """Remember whether this lab makes vagrant-libvirt's network, to remove it later."""
+        from lab import libvirt_host
+
+        marker = self.build / MANAGEMENT_MARKER
+        if not libvirt_host.virsh("net-info", MANAGEMENT_NETWORK, check=False).strip():
+            marker.write_text(f"{MANAGEMENT_NETWORK}\n")
+
+    def _remove_management_network(self) -> None:
+        from lab import libvirt_host
+
+        marker = self.build / MANAGEMENT_MARKER
+        if not marker.exists():
+            return
+        xml = libvirt_host.virsh("net-dumpxml", MANAGEMENT_NETWORK, check=False)
+        if re.search(r"connections='\d+'", xml):
+            return  # another lab's VMs still use it: the last one removes it
+        if xml:
+            libvirt_host.virsh("net-destroy", MANAGEMENT_NETWORK, check=False)
+            libvirt_host.virsh("net-undefine", MANAGEMENT_NETWORK, check=False)
+        marker.unlink()
+
+    def _remove_leftover_domains(self) -> None:
+        """Domains and disks named for the lab that vagrant no longer knows (lost .vagrant)."""
+        from lab import libvirt_host
+
+        for domain, state in self._domain_states().items():
+            if state == "missing":
+                continue
+            if state != "shut off":
+                libvirt_host.virsh("destroy", domain, check=False)
+            libvirt_host.virsh(
+                "undefine", domain, "--snapshots-metadata", "--remove-all-storage", check=False
+            )
+        volumes = libvirt_host.virsh("vol-list", "default", "--name", check=False).split()
+        prefix = f"{self.spec.name}-"
+        for volume in volumes:
+            if volume.startswith(prefix) and volume[len(prefix) :].split(".")[0] in self.machines:
+                libvirt_host.virsh("vol-delete", volume, "--pool", "default", check=False)
