@@ -836,7 +836,10 @@ class LocalProvider:
             kill_and_wait(pids)
         for point in mounts_under(node.mnt_file):
             run(["umount", point], check=False)
-        for pidfile in (node.dockerd_pidfile, node.sshd_pidfile):
+        # dockerd trusts containerd's pidfile: a stale one whose PID was reused by
+        # another process makes the next dockerd wait for a containerd that isn't there.
+        containerd_pidfile = node.exec_root / "containerd" / "containerd.pid"
+        for pidfile in (node.dockerd_pidfile, node.sshd_pidfile, containerd_pidfile):
             pidfile.unlink(missing_ok=True)
         remove_cgroup_tree(node.cgroup_parent.lstrip("/"))
 
