@@ -124,5 +124,14 @@ def images(c, spec=None, out=None, load=None):
     images_task(lab_spec, build, load=load)
 
 
-lab = Collection("lab", render, validate, up, status, destroy, images)
+@task(help={"remove": "remove the box from Vagrant and its volume from the libvirt pool"})
+@cli.friendly_errors
+def box(c, remove=False):
+    """Build (cached) and register the Debian+Docker Vagrant box for libvirt, or remove it."""
+    from lab.box import box_task
+
+    box_task(remove=remove)
+
+
+lab = Collection("lab", render, validate, up, status, destroy, images, box)
 ns = Collection(lab, phase)
