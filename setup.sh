@@ -16,6 +16,10 @@ DEBIAN_PACKAGES=(
   docker.io openssh-server openssh-client iproute2 iptables util-linux procps curl
   # offline images and the host-side mirror
   skopeo debootstrap redis-server redis-tools xfsprogs
+  # real VMs: vagrant-libvirt on QEMU (the kit starts libvirtd itself), and `inv lab.box`
+  # (debootstrap, sfdisk/partx into a loop device, qemu-img)
+  vagrant-libvirt libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
+  qemu-system-x86 qemu-utils dnsmasq-base fdisk
 )
 export DEBIAN_FRONTEND=noninteractive
 missing=()
