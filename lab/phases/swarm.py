@@ -89,14 +89,20 @@ def plan(ctx: PhaseContext) -> list[Step]:
 def checks(ctx: PhaseContext) -> list[Check]:
     n = len(ctx.node_names)
     node_list = "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}'"
+    # Asked on every node, not only the leader: a manager answers only once its raft
+    # log holds the other members, and a checkpoint taken before that restores a
+    # node that can never find the leader again.
     return [
-        Check(
-            f"{n} Ready managers",
-            str(n),
-            ctx.leader,
-            f"{node_list} | grep -cE ' Ready (Leader|Reachable)$'",
-            test=count_equals(n),
-            settle_for=30,
+        *(
+            Check(
+                f"{n} Ready managers, as {node} sees them",
+                str(n),
+                node,
+                f"timeout 10 {node_list} | grep -cE ' Ready (Leader|Reachable)$'",
+                test=count_equals(n),
+                settle_for=60,
+            )
+            for node in ctx.node_names
         ),
         Check(
             "exactly one Leader",
