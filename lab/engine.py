@@ -246,7 +246,9 @@ class Engine:
         if checkpoint:
             if name in self.provider.snapshot_list():
                 self.provider.snapshot_delete(name)
+            saving = time.monotonic()
             self.provider.snapshot_save(name)
+            self.console.print(f"checkpoint {name} taken in {time.monotonic() - saving:.1f} s")
         self.state.phases[phase] = PhaseRecord(
             "passed", round(seconds, 1), name if checkpoint else None
         )
@@ -287,7 +289,9 @@ class Engine:
                     "run `inv lab.up` first"
                 )
             self.console.print(f"restoring checkpoint {wanted} on all nodes")
+            started = time.monotonic()
             self.provider.snapshot_restore(wanted)
+            self.console.print(f"restored {wanted} in {time.monotonic() - started:.1f} s")
         self.run_phase(phase)
 
     def check_only(self, phase: str) -> list[CheckResult]:
