@@ -165,7 +165,7 @@ class Recipe:
     reference: str
     dockerfile: str
     files: dict[str, str] = field(default_factory=dict)
-    wheels: str | None = None  # a pip requirement downloaded on the host into wheels/
+    wheels: tuple[str, ...] = ()  # pip requirements downloaded on the host into wheels/
     after: tuple[str, ...] = ()  # recipes whose images this one uses
 
     def digest(self, *, wheel_names: Iterable[str] = ()) -> str:
@@ -176,7 +176,7 @@ class Recipe:
                 self.reference,
                 self.dockerfile,
                 self.files,
-                self.wheels,
+                list(self.wheels),
                 sorted(wheel_names),
             ],  # fmt: skip
         )
@@ -342,7 +342,7 @@ def recipes(spec: LabSpec) -> list[Recipe]:
             f"FROM {BASE_TAG}\n{_apt('python3', 'python3-venv', 'curl')}\n"
             "COPY wheels /wheels\n"
             "RUN python3 -m venv /opt/moto && /opt/moto/bin/pip install --no-index"
-            " --find-links /wheels 'moto[server]' && rm -rf /wheels /root/.cache\n"
+            " --find-links /wheels 'moto[s3]' flask flask-cors && rm -rf /wheels /root/.cache\n"
             "COPY s3_standin.py /usr/local/bin/s3_standin.py\n"
             "RUN chmod 755 /usr/local/bin/s3_standin.py\n"
             f"{_labels('pypi moto server mode, standing in for MinIO')}\n"
@@ -353,17 +353,23 @@ def recipes(spec: LabSpec) -> list[Recipe]:
             ' "s3-standin"]\n'
             'CMD ["server"]\n',
             files={"s3_standin.py": STANDIN_SCRIPT.read_text()},
-            wheels=f"moto[server]=={_moto_version()}",
+            # moto[server] would pull every service's dependencies (twice the image);
+            # S3 plus the two packages moto's server imports is all the stand-in runs.
+            wheels=(
+                f"moto[s3]=={_host_version('moto', '5.0.28')}",
+                f"flask=={_host_version('flask', '3.1.0')}",
+                f"flask-cors=={_host_version('flask-cors', '5.0.0')}",
+            ),
         ),
     ]
 
 
-def _moto_version() -> str:
-    """The host's moto (what the tests run against), so both agree; else a known release."""
+def _host_version(package: str, known: str) -> str:
+    """The host's version (what the tests run against), so both agree; else a known release."""
     try:
-        return importlib.metadata.version("moto")
+        return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
-        return "5.0.28"
+        return known
 
 
 def debian_mirror_url(sources: Path = APT_SOURCES) -> str:
@@ -534,11 +540,12 @@ def _prepare_context(recipe: Recipe) -> tuple[Path, str]:
         (context / name).write_text(text)
     wheel_names: list[str] = []
     if recipe.wheels:
-        wheels = cache_dir() / "wheels" / hashlib.sha256(recipe.wheels.encode()).hexdigest()[:12]
+        key = hashlib.sha256(" ".join(recipe.wheels).encode()).hexdigest()[:12]
+        wheels = cache_dir() / "wheels" / key
         if not (wheels / ".complete").exists():
             wheels.mkdir(parents=True, exist_ok=True)
             run(["python3", "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-                 "--dest", str(wheels), recipe.wheels], timeout=900)  # fmt: skip
+                 "--dest", str(wheels), *recipe.wheels], timeout=900)  # fmt: skip
             (wheels / ".complete").touch()
         shutil.copytree(wheels, context / "wheels")
         wheel_names = sorted(p.name for p in wheels.glob("*.whl"))

@@ -7,7 +7,7 @@ memory of a single process, so exactly one service holds the store ("serve") and
 the others forward their published port to it ("relay"): all four ports reach
 one shared bucket, as they reach one distributed MinIO cluster in the article.
 
-Usage (stdlib + moto[server] only; it must not import the ``lab`` package):
+Usage (stdlib + moto[s3], flask and flask-cors only; it must not import the ``lab`` package):
 
     s3_standin.py serve --port 9000 [--host 0.0.0.0]
     s3_standin.py relay --port 9000 --upstream minio1:9000 [--host 0.0.0.0]
