@@ -16,6 +16,8 @@ from conftest import run_inv
 
 from lab import box
 from lab.libvirt_host import ensure_libvirt, virsh
+from lab.providers.base import ProviderError
+from lab.providers.local import mounts_under
 
 
 def inv_box(*args: str) -> str:
@@ -44,6 +46,33 @@ def box_root(first_run: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             yield root
     finally:
         raw.unlink()
+
+
+@pytest.mark.parametrize("stop", [ProviderError, KeyboardInterrupt])
+def test_an_interrupted_disk_step_leaves_no_mount_and_no_loop_device(
+    stop: type[BaseException], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """grub-install is the step with the most held: a loop device, a mount and /dev, /proc, /sys
+    bound into the image. Stop there (failure or Ctrl-C): everything must be released."""
+    real_run = box._run
+
+    def run(argv: list[str], **kwargs: object) -> str:
+        if argv[0] == "chroot":
+            assert len(mounts_under(tmp_path)) == 4  # the image and dev, proc, sys in it
+            raise stop("stopped in grub-install")
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(box, "_run", run)
+    paths = box.BoxPaths(tmp_path)
+    paths.work.mkdir()
+    for directory in ("boot", "etc"):
+        (tmp_path / "root" / directory).mkdir(parents=True)
+    raw = paths.work / "disk.raw"
+    with pytest.raises(stop):
+        box._make_disk(tmp_path / "root", raw, paths)
+    assert mounts_under(tmp_path) == []
+    attached = subprocess.run(["losetup", "-j", str(raw)], capture_output=True, text=True)
+    assert attached.stdout == ""
 
 
 def test_libvirt_answers_with_a_running_default_pool() -> None:
