@@ -8,6 +8,8 @@ removed. The same spec and secrets give byte-identical files.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
 import os
 import shlex
@@ -111,6 +113,20 @@ def lab_bridge(spec: LabSpec) -> str:
     return f"hrl-{short_tag(spec.name, 11)}"
 
 
+def libvirt_management_network(spec: LabSpec) -> tuple[str, str]:
+    """(name, subnet) of the lab's own vagrant-libvirt management network (SSH, DHCP).
+
+    vagrant-libvirt's shared default network is removed by whichever project made it,
+    even while another project's VMs are starting on it; each lab has its own."""
+    taken = spec.network.network
+    digest = int(hashlib.sha1(spec.name.encode()).hexdigest(), 16)
+    for step in range(100):
+        subnet = ipaddress.IPv4Network(f"192.168.{122 + (digest + step) % 100}.0/24")
+        if not subnet.overlaps(taken):
+            return f"{spec.name}-vagrant", str(subnet)
+    raise RenderError("no free 192.168.x.0/24 for the libvirt management network")
+
+
 def mount_unit_name(mount: str) -> str:
     """systemd's name for the mount unit of ``mount`` (as systemd-escape --path)."""
     parts = [p for p in mount.strip("/").split("/") if p]
@@ -187,8 +203,7 @@ class _Renderer:
             nfs_server_note=", served by nfs-ganesha",
         )
         return [
-            NodeUnit(mount, nfs, True) if unit.name == mount else unit
-            for unit in self.node_units()
+            NodeUnit(mount, nfs, True) if unit.name == mount else unit for unit in self.node_units()
         ]
 
     def ignition(self, node_ctx: dict[str, object]) -> str:
@@ -200,7 +215,10 @@ class _Renderer:
         node_files, node_units = self.node_files(), self.node_units()
         guest_units = self.libvirt_units()
         vagrantfile = self.text(
-            "Vagrantfile.j2", lab_bridge=lab_bridge(spec), guest_units=guest_units
+            "Vagrantfile.j2",
+            lab_bridge=lab_bridge(spec),
+            guest_units=guest_units,
+            management_network=libvirt_management_network(spec),
         )
         out: list[RenderedFile] = [
             RenderedFile("Vagrantfile", vagrantfile.encode()),

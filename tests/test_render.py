@@ -197,6 +197,18 @@ def test_vagrantfile_libvirt_block_runs_the_debian_box_on_the_lab_bridge(rendere
     assert "GUEST_UNITS = ['mnt-docker_reg.mount', 'date.service', 'date.timer']" in text
     assert "ENABLED_UNITS = ['mnt-docker_reg.mount', 'date.timer']" in text
     assert 'File.join(LAB_DIR, "logs", "serial-#{node[:name]}.log")' in text
+    # its own management network: vagrant-libvirt's shared one goes with its creator
+    assert "MANAGEMENT_NETWORK = 'ha-registry-vagrant'" in text
+    assert "lv.management_network_address = MANAGEMENT_SUBNET" in text
+
+
+def test_libvirt_management_subnet_avoids_the_lab_subnet(lab_data: dict[str, Any]) -> None:
+    name, subnet = render_module.libvirt_management_network(parse_spec(lab_data))
+    lab_data["network"] = {"subnet": subnet}
+    for i, node in enumerate(lab_data["nodes"], start=1):
+        node["ip"] = subnet.replace(".0/24", f".{10 + i}")
+    moved = render_module.libvirt_management_network(parse_spec(lab_data))[1]
+    assert name == "ha-registry-vagrant" and moved != subnet
 
 
 def test_libvirt_units_mount_the_userspace_nfs_server_without_a_portmapper(

@@ -15,9 +15,8 @@ What differs from VirtualBox, and why:
   restarted for fresh caches) before any of them runs again. Guests then resume at
   the snapshot's clock, so each one's clock is set from the host over SSH.
 - **Teardown** removes, beyond what ``vagrant destroy`` removes, any domain or disk
-  volume named for the lab, vagrant-libvirt's management network if this lab created
-  it, the bridge and mirror (the local provider's destroy), the NFS server, and the
-  libvirt daemons the kit started once no domain is left.
+  volume named for the lab, the lab's own management network, the bridge and mirror
+  (the local provider's destroy) and the NFS server. libvirtd stays: it is shared.
 """
 
 from __future__ import annotations
@@ -32,11 +31,10 @@ from lab.providers.local import LocalProvider
 from lab.providers.userspace_nfs import UserspaceNfs
 from lab.providers.vagrant import VagrantProvider
 from lab.remote import Remote, RemoteError, known_hosts_file
+from lab.render import libvirt_management_network
 from lab.spec import LabSpec
 
 PLUGIN_MISSING = "the vagrant-libvirt plugin is missing: run ./setup.sh"
-MANAGEMENT_NETWORK = "vagrant-libvirt"  # vagrant-libvirt's default, for SSH and DHCP
-MANAGEMENT_MARKER = "libvirt-management-network.created"
 LOGS_DIR = "logs"
 CLOCK_TIMEOUT = 60.0
 
@@ -90,7 +88,6 @@ class LibvirtProvider(VagrantProvider):
         build_images(self.spec, self.build, say=self.say)  # also starts the mirror
         self.nfs.ensure_running()
         (self.build / LOGS_DIR).mkdir(parents=True, exist_ok=True)
-        self._note_management_network()
         super().up()
         self._check_ipvs()
         self.set_clocks()
@@ -106,8 +103,7 @@ class LibvirtProvider(VagrantProvider):
         self._remove_management_network()
         self.nfs.stop()
         self.local.destroy()
-        if not libvirt_host.virsh("list", "--all", "--name").strip():
-            libvirt_host.stop_libvirt_if_started_by_kit()
+        # libvirtd itself stays: other labs and the box share it (lab.libvirt_host stops it).
 
     def image_substitutes(self) -> tuple[str, str]:
         """The same images as the local provider: the nodes pull from the same mirror."""
@@ -221,27 +217,16 @@ class LibvirtProvider(VagrantProvider):
                 "rebuild the box with `inv lab.box`"
             )
 
-    def _note_management_network(self) -> None:
-        """Remember whether this lab makes vagrant-libvirt's network, to remove it later."""
-        from lab import libvirt_host
-
-        marker = self.build / MANAGEMENT_MARKER
-        if not libvirt_host.virsh("net-info", MANAGEMENT_NETWORK, check=False).strip():
-            marker.write_text(f"{MANAGEMENT_NETWORK}\n")
-
     def _remove_management_network(self) -> None:
+        """The lab's own management network (see the Vagrantfile), once no VM uses it."""
         from lab import libvirt_host
 
-        marker = self.build / MANAGEMENT_MARKER
-        if not marker.exists():
+        name = libvirt_management_network(self.spec)[0]
+        xml = libvirt_host.virsh("net-dumpxml", name, check=False)
+        if not xml or re.search(r"connections='\d+'", xml):
             return
-        xml = libvirt_host.virsh("net-dumpxml", MANAGEMENT_NETWORK, check=False)
-        if re.search(r"connections='\d+'", xml):
-            return  # another lab's VMs still use it: the last one removes it
-        if xml:
-            libvirt_host.virsh("net-destroy", MANAGEMENT_NETWORK, check=False)
-            libvirt_host.virsh("net-undefine", MANAGEMENT_NETWORK, check=False)
-        marker.unlink()
+        libvirt_host.virsh("net-destroy", name, check=False)
+        libvirt_host.virsh("net-undefine", name, check=False)
 
     def _remove_leftover_domains(self) -> None:
         """Domains and disks named for the lab that vagrant no longer knows (lost .vagrant)."""
