@@ -22,6 +22,7 @@ What differs from VirtualBox, and why:
 from __future__ import annotations
 
 import re
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from pathlib import Path
 from lab.providers.base import Capabilities, ProviderError
 from lab.providers.local import LocalProvider
 from lab.providers.userspace_nfs import UserspaceNfs
-from lab.providers.vagrant import VagrantProvider
+from lab.providers.vagrant import SNAPSHOTS_DIR, VagrantProvider
 from lab.remote import Remote, RemoteError, known_hosts_file
 from lab.render import libvirt_management_network
 from lab.spec import LabSpec
@@ -97,8 +98,11 @@ class LibvirtProvider(VagrantProvider):
         from lab import libvirt_host
 
         libvirt_host.ensure_libvirt(printer=self.say)
-        if (self.build / ".vagrant").exists() and (self.build / "Vagrantfile").exists():
+        if self._vagrant_has_machines():
+            # vagrant validates the whole Vagrantfile first, and it names the lab bridge
+            self.local.ensure_network()
             super().destroy()
+        shutil.rmtree(self.build / SNAPSHOTS_DIR, ignore_errors=True)
         self._remove_leftover_domains()
         self._remove_management_network()
         self.nfs.stop()
@@ -178,6 +182,13 @@ class LibvirtProvider(VagrantProvider):
                 f"QEMU (user libvirt-qemu) cannot enter {blocked}: "
                 "put the build directory elsewhere (--out) or chmod o+x it"
             )
+
+    def _vagrant_has_machines(self) -> bool:
+        """Vagrant still records a VM of the lab (else `vagrant destroy` has nothing to do)."""
+        machines = self.build / ".vagrant" / "machines"
+        return (self.build / "Vagrantfile").exists() and any(
+            (machines / m / "libvirt" / "id").exists() for m in self.machines
+        )
 
     def _domain_states(self) -> dict[str, str]:
         from lab import libvirt_host
