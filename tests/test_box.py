@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import run_inv
 
-from lab import box
+from lab import box, libvirt_host
 from lab.libvirt_host import ensure_libvirt, virsh
 from lab.providers.base import ProviderError
 from lab.providers.local import mounts_under
@@ -79,6 +79,16 @@ def test_libvirt_answers_with_a_running_default_pool() -> None:
     ensure_libvirt()
     assert "Running hypervisor: QEMU" in virsh("version")
     assert "running" in virsh("pool-info", "default")
+
+
+def test_missing_libvirt_is_one_line_naming_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(libvirt_host, "libvirt_answers", lambda timeout=10: False)
+    absent = (tmp_path / "libvirtd", Path("/run/libvirt/libvirt-sock"))
+    monkeypatch.setitem(libvirt_host.DAEMONS, "libvirtd", absent)
+    with pytest.raises(ProviderError, match=r"libvirtd is missing: run \./setup\.sh"):
+        ensure_libvirt()
 
 
 def test_box_is_registered_with_its_inputs_hash(first_run: str) -> None:
