@@ -192,6 +192,10 @@ class BoxPaths:
     def work(self) -> Path:
         return self.root / "work"
 
+    @property
+    def log(self) -> Path:  # outside work/, which goes away even when a build fails
+        return self.root / "build.log"
+
     def box_file(self, digest: str) -> Path:
         return self.root / f"bookworm-docker-{digest[:16]}.box"
 
@@ -343,6 +347,7 @@ def _build(paths: BoxPaths, digest: str, out: Console) -> None:
     out.print(f"building box {BOX_NAME} (inputs {digest[:12]}): about 4 min on 2 cores")
     _clear_work(paths.work)
     paths.work.mkdir(parents=True)
+    paths.log.write_text("")
     root = paths.work / "root"
     try:
         mirror = debian_mirror_url()
@@ -363,7 +368,7 @@ def _build(paths: BoxPaths, digest: str, out: Console) -> None:
 
 def _debootstrap(root: Path, mirror: str, paths: BoxPaths) -> None:
     argv = ["debootstrap", "--variant=minbase", SUITE, str(root), mirror]
-    _run(argv, timeout=1800, log=paths.work / "build.log")
+    _run(argv, timeout=1800, log=paths.log)
 
 
 def _install(root: Path, paths: BoxPaths) -> None:
@@ -381,7 +386,7 @@ def _install(root: Path, paths: BoxPaths) -> None:
         f"set -eu\napt-get -q update\n{apt} upgrade\n"
         f"{apt} install --no-install-recommends {' '.join(PACKAGES)}\n{CHROOT_SCRIPT}"
     )
-    log = paths.work / "build.log"
+    log = paths.log
     with _chroot_mounts(root):
         _run(["chroot", str(root), "/bin/sh", "-c", script], timeout=3600, log=log)
 
@@ -413,7 +418,7 @@ def _make_disk(root: Path, raw: Path, paths: BoxPaths) -> None:
             grub.mkdir(parents=True, exist_ok=True)
             with _chroot_mounts(mnt):
                 argv = ["grub-install", "--target=i386-pc", "--boot-directory=/boot", loop]
-                _run(["chroot", str(mnt), *argv], log=paths.work / "build.log")
+                _run(["chroot", str(mnt), *argv], log=paths.log)
             (grub / "grub.cfg").write_text(GRUB_CFG.format(uuid=uuid, cmdline=KERNEL_CMDLINE))
             for link in ("vmlinuz", "initrd.img"):
                 if not (mnt / link).exists():
