@@ -12,10 +12,10 @@ fi
 DEBIAN_PACKAGES=(
   # validators of the rendered files
   vagrant kmod ignition docker-registry haproxy nginx systemd
-  # the local provider: one dockerd and sshd per network namespace
-  docker.io openssh-server openssh-client iproute2 iptables util-linux procps curl
+  # the local provider: one dockerd and sshd per network namespace, state on btrfs
+  docker.io openssh-server openssh-client iproute2 iptables util-linux procps curl btrfs-progs
   # offline images and the host-side mirror
-  skopeo debootstrap redis-server redis-tools xfsprogs
+  skopeo debootstrap redis-server redis-tools
   # real VMs: vagrant-libvirt on QEMU (the kit starts libvirtd itself), and `inv lab.box`
   # (debootstrap, sfdisk/partx into a loop device, qemu-img)
   vagrant-libvirt libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
