@@ -126,9 +126,8 @@ class Engine:
                 self.console.print(f"  [dim]{node}: already done[/dim]")
                 return None
         for upload in step.uploads:
-            self.remote.upload(
-                node, upload.local, _render_command(upload.remote, values), upload.mode
-            )
+            local = Path(str(upload.local).replace("{node}", node))  # a per-node file
+            self.remote.upload(node, local, _render_command(upload.remote, values), upload.mode)
         command = _render_command(step.command, values)
         if step.stdin_file is not None:
             # Staged 0600 and removed at once: the value never appears on a command line.
@@ -310,7 +309,9 @@ class Engine:
                     k: v for k, v in self._node_values(node).items() if k not in self.ctx.vars
                 }
                 for upload in step.uploads:
-                    lines.append(f"{node}: upload {upload.local.name} -> {upload.remote}")
+                    local = upload.local.name.replace("{node}", node)
+                    remote = upload.remote.replace("{node}", node)
+                    lines.append(f"{node}: upload {local} -> {remote}")
                 shown = step.display or step.command
                 if step.stdin_file is not None:
                     shown += f" < {step.stdin_file.name}"

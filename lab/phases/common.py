@@ -32,11 +32,12 @@ def container_step(
 ) -> Step:
     """(Re)create container ``name`` on ``nodes`` unless it already runs this config.
 
-    ``configs`` are (build-relative source, destination on the node, mode); the
-    container carries a hash of them, so a changed config replaces it and an
-    unchanged one is left alone (the phase is idempotent).
+    ``configs`` are (build-relative source, destination on the node, mode); a
+    source may name ``{node}`` for a file per node. The container carries a hash
+    of them all, so a changed config replaces it and an unchanged one is left
+    alone (the phase is idempotent).
     """
-    sources = [ctx.file(src) for src, _, _ in configs]
+    sources = [ctx.file(src.replace("{node}", node)) for src, _, _ in configs for node in nodes]
     tag = config_hash(*sources) if sources else "none"
     uploads = tuple(
         Upload(ctx.file(src), ctx.staged("{node}", Path(dst).name)) for src, dst, _ in configs

@@ -32,20 +32,21 @@ def plan(ctx: PhaseContext) -> list[Step]:
     leader_registry = f"{ctx.ip(ctx.leader)}:{port}"
     hello = ctx.spec.demo.hello_image
     pushed = f"{leader_registry}/{DEMO_REPO}:{demo_tag(ctx)}"
-    steps = [wait_for_storage(ctx)]
-    steps += [
+    # The registries start while MinIO may still be coming back (after a restore);
+    # they answer /v2/ once their storage does.
+    steps = [
         container_step(
             ctx,
-            f"run registry {node} with its config",
-            (node,),
+            "run a registry with its node's config on every node",
+            tuple(ctx.node_names),
             CONTAINER,
-            [(f"registry/{node}.yml", config_path(ctx), "0600")],
+            [("registry/{node}.yml", config_path(ctx), "0600")],
             f"-p {port}:{port} -v {config_path(ctx)}:/etc/docker/registry/config.yml:ro "
             f"{ctx.spec.registry.image}",
         )
-        for node in ctx.node_names
     ]
     steps += [
+        wait_for_storage(ctx),
         Step(
             "wait until every registry answers /v2/",
             tuple(ctx.node_names),
