@@ -150,3 +150,23 @@ def test_up_until_stops_after_that_phase(ctx: PhaseContext) -> None:
     assert list(ran) == ["labels"]
     with pytest.raises(LookupError, match="no phase 'nope'"):
         engine.up(until="nope")
+
+
+def test_after_a_failed_check_the_others_are_probed_once(
+    ctx: PhaseContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A trainee who removed the minio stack: nothing answers. Only the first failing
+    # check waits out its settle time; the rest report at once (a fake clock).
+    clock = [0.0]
+    monkeypatch.setattr("lab.engine.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr(
+        "lab.engine.time.sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds)
+    )
+    shell = RecordingShell()
+    results = Engine(ctx, SnapshotLog(), shell).check_only("minio")
+    assert results and not any(r.passed for r in results)
+    probes = [command for _, command in shell.ran]
+    first, *others = [r.check.command for r in results]
+    assert probes.count(first) > 1, "the first failing check settles"
+    assert all(probes.count(command) == 1 for command in others if command != first)
+    assert clock[0] <= results[0].check.settle_for + 1
