@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lab.providers.vagrant_libvirt import pool_volumes
 from tests.conftest import REPO
 
 LAB_NAME = "vmlab"
@@ -154,9 +155,7 @@ def test_vms_up_to_labels_replay_from_a_snapshot_then_nothing_left(vm_lab: Path)
     leftovers = {
         "domains": [d for d in _virsh("list", "--all", "--name").split() if d in DOMAINS],
         "volumes": [
-            v
-            for v in _virsh("vol-list", "default", "--name").split()
-            if v.startswith(f"{LAB_NAME}-")
+            v for v in pool_volumes(_virsh("vol-list", "default")) if v.startswith(f"{LAB_NAME}-")
         ],  # fmt: skip
         "networks": sorted(set(_virsh("net-list", "--all", "--name").split()) - networks_before),
         "iptables": [

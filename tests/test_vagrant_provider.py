@@ -520,3 +520,16 @@ def test_libvirt_checkpoints_pause_every_domain_around_one_vagrant_command(
     assert [c[0] for c in virsh_calls if c[0] != "domstate"] == ["suspend"] * 3 + ["resume"] * 3
     assert events == ["clocks", "nfs", "clocks"]
     assert all(state == "running" for state in states.values())
+
+
+def test_pool_volume_names_from_recorded_vol_list() -> None:
+    from lab.providers.vagrant_libvirt import pool_volumes
+
+    recorded = (
+        " Name                Path\n"
+        "----------------------------------------------------\n"
+        " vmlab-coreos1.img   /var/lib/libvirt/images/vmlab-coreos1.img\n"
+        " boxboot.img         /var/lib/libvirt/images/boxboot.img\n"
+        "\n"
+    )
+    assert pool_volumes(recorded) == ["vmlab-coreos1.img", "boxboot.img"]

@@ -27,7 +27,7 @@ import stat
 import time
 from pathlib import Path
 
-from lab.providers.base import Capabilities, ProviderError
+from lab.providers.base import Capabilities, NodeAccess, ProviderError
 from lab.providers.local import LocalProvider
 from lab.providers.userspace_nfs import UserspaceNfs
 from lab.providers.vagrant import SNAPSHOTS_DIR, VagrantProvider
@@ -56,6 +56,12 @@ def box_providers(machine_readable: str) -> dict[str, set[str]]:
     return boxes
 
 
+def pool_volumes(vol_list: str) -> list[str]:
+    """Volume names from ``virsh vol-list POOL`` (libvirt 9 has no ``--name`` for it)."""
+    rows = vol_list.splitlines()[2:]  # a "Name Path" header and a rule
+    return [row.split()[0] for row in rows if row.strip()]
+
+
 def not_traversable(path: Path) -> Path | None:
     """The first directory above ``path`` that other users (QEMU's) cannot enter."""
     for parent in [path, *path.parents]:
@@ -77,6 +83,7 @@ class LibvirtProvider(VagrantProvider):
         self.local = LocalProvider(spec, self.build, say=say)
         self.nfs = UserspaceNfs(spec, self.build)
         self.domains = [f"{spec.name}-{machine}" for machine in self.machines]
+        self._nodes: list[NodeAccess] | None = None
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -108,6 +115,13 @@ class LibvirtProvider(VagrantProvider):
         self.nfs.stop()
         self.local.destroy()
         # libvirtd itself stays: other labs and the box share it (lab.libvirt_host stops it).
+
+    def nodes(self) -> list[NodeAccess]:
+        # One `vagrant ssh-config` per process (seconds each on a busy host): the
+        # management addresses are DHCP leases by MAC and survive snapshot restores.
+        if self._nodes is None:
+            self._nodes = super().nodes()
+        return self._nodes
 
     def image_substitutes(self) -> tuple[str, str]:
         """The same images as the local provider: the nodes pull from the same mirror."""
@@ -251,7 +265,7 @@ class LibvirtProvider(VagrantProvider):
             libvirt_host.virsh(
                 "undefine", domain, "--snapshots-metadata", "--remove-all-storage", check=False
             )
-        volumes = libvirt_host.virsh("vol-list", "default", "--name", check=False).split()
+        volumes = pool_volumes(libvirt_host.virsh("vol-list", "default", check=False))
         prefix = f"{self.spec.name}-"
         for volume in volumes:
             if volume.startswith(prefix) and volume[len(prefix) :].split(".")[0] in self.machines:
