@@ -20,6 +20,8 @@ DEBIAN_PACKAGES=(
   # (debootstrap, sfdisk/partx into a loop device, qemu-img)
   vagrant-libvirt libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
   qemu-system-x86 qemu-utils dnsmasq-base fdisk
+  # the VMs' shared /mnt/docker_reg: an NFS server in userspace (these kernels have no nfsd)
+  nfs-ganesha nfs-ganesha-vfs rpcbind
 )
 export DEBIAN_FRONTEND=noninteractive
 missing=()
@@ -31,5 +33,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # Debian starts no services here (no systemd); the kit starts what it needs itself.
+# libvirtd re-probes QEMU (seconds) on every call while its qemu user may not open
+# /dev/kvm, which here belongs to another group. The VMs still run on TCG.
+if [ -e /dev/kvm ] && id libvirt-qemu >/dev/null 2>&1; then
+  usermod -aG "$(stat -c %G /dev/kvm)" libvirt-qemu
+fi
 python3 -m pip install -q -e '.[test]'
 echo "setup.sh: ready"
