@@ -45,7 +45,7 @@ def plan(ctx: PhaseContext) -> list[Step]:
         Step(
             f"deploy the stack {spec.minio.stack}",
             (ctx.leader,),
-            f"docker stack deploy --detach=true -c {stack_file(ctx)} {spec.minio.stack}",
+            f"docker stack deploy -c {stack_file(ctx)} {spec.minio.stack}",
             uploads=(Upload(ctx.file("stacks/minio.yaml"), stack_file(ctx)),),
         ),
         Step(
