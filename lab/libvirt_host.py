@@ -13,7 +13,6 @@ import fcntl
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,14 @@ from pathlib import Path
 
 from lab.paths import LIBVIRT_RUN_DIR
 from lab.providers.base import ProviderError
-from lab.providers.local import clean_env, kill_and_wait, pid_alive, spawn, wait_until
+from lab.providers.local import (
+    clean_env,
+    kill_and_wait,
+    pid_alive,
+    spawn,
+    unix_socket_answers,
+    wait_until,
+)
 
 URI = "qemu:///system"
 POOL_NAME = "default"
@@ -121,13 +127,13 @@ def _start_daemons(printer: Callable[[str], None]) -> None:
     LIBVIRT_RUN_DIR.mkdir(parents=True, exist_ok=True)
     started = []
     for name, (binary, sock) in DAEMONS.items():
-        if name == "virtlogd" and _socket_answers(sock):
+        if name == "virtlogd" and unix_socket_answers(sock):
             continue  # someone else's virtlogd serves us fine
         pid = spawn([str(binary)], _log(name))
         _pidfile(name).write_text(f"{pid}\n")
         started.append(f"{name} (pid {pid})")
         if name == "virtlogd":
-            wait_until(lambda s=sock: _socket_answers(s), 10, 0.2)
+            wait_until(lambda s=sock: unix_socket_answers(s), 10, 0.2)
     deadline = time.monotonic() + READY_TIMEOUT
     # a starting libvirtd accepts connections but answers only after ~15 s of probing here
     while not libvirt_answers(timeout=READY_TIMEOUT / 2):
@@ -140,16 +146,6 @@ def _start_daemons(printer: Callable[[str], None]) -> None:
         f"no service manager runs libvirt here: the kit started {' and '.join(started)}; "
         f"logs in {LIBVIRT_RUN_DIR}/"
     )
-
-
-def _socket_answers(path: Path) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(1)
-            conn.connect(str(path))
-    except OSError:
-        return False
-    return True
 
 
 def _pidfile(name: str) -> Path:

@@ -227,6 +227,17 @@ def tcp_open(address: str, port: int) -> bool:
         return False
 
 
+def unix_socket_answers(path: Path) -> bool:
+    """Whether something accepts connections on the unix socket ``path``."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(1)
+            conn.connect(str(path))
+    except OSError:
+        return False
+    return True
+
+
 def spawn(argv: list[str], log: Path) -> int:
     """Start a long-running process in its own session, output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lab.providers.base import ProviderError
-from lab.providers.local import kill_and_wait, pid_alive, read_pid, spawn, wait_until
+from lab.providers.local import (
+    kill_and_wait,
+    pid_alive,
+    read_pid,
+    spawn,
+    unix_socket_answers,
+    wait_until,
+)
 from lab.render import USERSPACE_MOUNT_PORT, USERSPACE_NFS_PORT, nfs_export_path
 from lab.spec import LabSpec
 
@@ -163,10 +170,4 @@ class UserspaceNfs:
 
 
 def _rpcbind_answers() -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(1)
-            conn.connect(str(RPCBIND_SOCKET))
-    except OSError:
-        return False
-    return True
+    return unix_socket_answers(RPCBIND_SOCKET)
