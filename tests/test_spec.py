@@ -214,3 +214,14 @@ def test_bad_libvirt_box_settings_are_one_line(
         parse_spec(lab_data)
     assert len(caught.value.problems) == 1
     assert fragment in caught.value.problems[0]
+
+
+def test_up_until_an_unknown_phase_is_one_line_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "build"
+    result = run_inv("lab.up", "--provider", "local", "--until", "bogus", "--out", str(out))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: no phase 'bogus'; phases: swarm, labels, minio, bucket, redis, registry, "
+        "fleet, traefik, verify"
+    ]
+    assert not out.exists()
