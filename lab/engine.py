@@ -134,17 +134,19 @@ class Engine:
             staged = f"{STAGING}/{node}/.stdin-{step.stdin_file.name}"
             self.remote.upload(node, step.stdin_file, staged, 0o600)
             command = f"{command} < {staged}; rc=$?; rm -f {staged}; exit $rc"
-        deadline = time.monotonic() + step.retry_for
+        retry_for = self.ctx.caps.scaled(step.retry_for)
+        deadline = time.monotonic() + retry_for
         while True:
             quiet = bool(step.retry_for or step.capture)  # polling, or a value such as a token
-            result = self.remote.run(node, command, timeout=step.timeout, echo=not quiet)
+            timeout = self.ctx.caps.scaled(step.timeout)
+            result = self.remote.run(node, command, timeout=timeout, echo=not quiet)
             if result.exit_code == 0 or time.monotonic() >= deadline:
                 break
             time.sleep(1.0)
         if result.exit_code != 0:
             hint = (
-                f"still failing after {step.retry_for:.0f} s"
-                if step.retry_for
+                f"still failing after {retry_for:.0f} s"
+                if retry_for
                 else f"fix it and run `inv phase {phase} --no-restore`"
             )
             raise PhaseFailed(phase, step, result, hint)
@@ -153,7 +155,7 @@ class Engine:
     def _host_action(self, phase: str, step: Step) -> str:
         """Run a host-side action, retrying until ``retry_for`` runs out (services converge)."""
         assert step.host_action is not None
-        deadline = time.monotonic() + step.retry_for
+        deadline = time.monotonic() + self.ctx.caps.scaled(step.retry_for)
         while True:
             try:
                 return step.host_action(self.ctx)
@@ -192,14 +194,15 @@ class Engine:
                 return f"error: {exc}"
         assert check.node is not None
         command = _render_command(check.command, self._node_values(check.node))
-        result = self.remote.run(check.node, command, timeout=check.timeout, echo=False)
+        timeout = self.ctx.caps.scaled(check.timeout)
+        result = self.remote.run(check.node, command, timeout=timeout, echo=False)
         seen = result.stdout.strip()
         if result.exit_code != 0 and not seen:
             seen = f"exit {result.exit_code}: {result.stderr.strip()[-200:]}"
         return seen
 
     def run_check(self, check: Check, settle: bool = True) -> CheckResult:
-        deadline = time.monotonic() + (check.settle_for if settle else 0.0)
+        deadline = time.monotonic() + (self.ctx.caps.scaled(check.settle_for) if settle else 0.0)
         while True:
             seen = self._probe(check)
             passed = check.passes(seen)

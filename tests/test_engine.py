@@ -170,3 +170,27 @@ def test_after_a_failed_check_the_others_are_probed_once(
     assert probes.count(first) > 1, "the first failing check settles"
     assert all(probes.count(command) == 1 for command in others if command != first)
     assert clock[0] <= results[0].check.settle_for + 1
+
+
+def test_waits_and_timeouts_scale_with_the_nodes_pace(
+    ctx: PhaseContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Emulated VMs (pace 4): a check settles four times as long before it fails, and
+    # every SSH command gets four times the timeout.
+    clock = [0.0]
+    monkeypatch.setattr("lab.engine.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr(
+        "lab.engine.time.sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds)
+    )
+    timeouts: list[float] = []
+
+    class TimedShell(RecordingShell):
+        def run(self, node: str, command: str, *, timeout: float, echo: bool) -> CommandResult:
+            timeouts.append(timeout)
+            return super().run(node, command, timeout=timeout, echo=echo)
+
+    slow = PhaseContext(ctx.spec, ctx.build, Capabilities(pace=4.0), ctx.secrets, "traefik")
+    results = Engine(slow, SnapshotLog(), TimedShell()).check_only("minio")
+    first = results[0].check
+    assert 4 * first.settle_for <= clock[0] <= 4 * first.settle_for + 2
+    assert timeouts and all(t == 4 * first.timeout for t in timeouts)

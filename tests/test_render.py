@@ -131,6 +131,17 @@ def test_no_ipvs_renders_host_ports_and_dnsrr(lab_data: dict[str, Any], tmp_path
         assert service["deploy"]["endpoint_mode"] == "dnsrr"
 
 
+def test_emulated_nodes_get_minio_health_checks_scaled_by_their_pace(
+    lab_data: dict[str, Any], tmp_path: Path
+) -> None:
+    build = render(parse_spec(lab_data), tmp_path / "b", Capabilities(pace=4.0)).build
+    stack = yaml.safe_load((build / "stacks/minio.yaml").read_text())
+    for service in stack["services"].values():
+        check = service["healthcheck"]
+        timing = (check["interval"], check["timeout"], check["start_period"])
+        assert timing == ("20s", "40s", "240s")
+
+
 def test_each_registry_uses_its_own_minio_and_shares_the_secret(rendered: Path) -> None:
     configs = {
         n: yaml.safe_load((rendered / f"registry/coreos{n}.yml").read_text()) for n in (1, 2, 3)

@@ -29,6 +29,12 @@ class Capabilities:
     ipvs: bool = True  # swarm VIPs and the ingress routing mesh work
     systemd: bool = True  # nodes run systemd (host units can be installed)
     fleet: bool = False  # fleetctl exists on the nodes
+    # How many times slower than native the nodes run (QEMU software emulation is
+    # several): the engine's waits and timeouts and the stacks' health checks scale by it.
+    pace: float = 1.0
+
+    def scaled(self, seconds: float) -> float:
+        return seconds * self.pace
 
     @property
     def publish_mode(self) -> str:

@@ -38,6 +38,9 @@ from lab.spec import LabSpec
 PLUGIN_MISSING = "the vagrant-libvirt plugin is missing: run ./setup.sh"
 LOGS_DIR = "logs"
 CLOCK_TIMEOUT = 60.0
+# QEMU without KVM (TCG): docker commands take 10-20 s that take one natively, and a
+# service's first answer comes minutes late. The phases' waits scale by this.
+EMULATED_PACE = 4.0
 
 
 def box_providers(machine_readable: str) -> dict[str, set[str]]:
@@ -80,6 +83,10 @@ class LibvirtProvider(VagrantProvider):
     def __init__(self, spec: LabSpec, build: Path, say=print):  # noqa: ANN001
         super().__init__(spec, build, vm_provider="libvirt")
         self.say = say
+        emulated = spec.box.libvirt_driver == "qemu"
+        self.capabilities = Capabilities(
+            ipvs=True, systemd=True, fleet=False, pace=EMULATED_PACE if emulated else 1.0
+        )
         self.local = LocalProvider(spec, self.build, say=say)
         self.nfs = UserspaceNfs(spec, self.build)
         self.domains = [f"{spec.name}-{machine}" for machine in self.machines]
