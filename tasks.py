@@ -124,13 +124,20 @@ def images(c, spec=None, out=None, load=None):
     images_task(lab_spec, build, load=load)
 
 
-@task(help={"remove": "remove the box from Vagrant and its volume from the libvirt pool"})
+@task(
+    help={
+        **SPEC_HELP,
+        "remove": "remove the box from Vagrant and its volume from the libvirt pool",
+    }
+)
 @cli.friendly_errors
-def box(c, remove=False):
-    """Build (cached) and register the Debian+Docker Vagrant box for libvirt, or remove it."""
+def box(c, spec=None, out=None, remove=False):
+    """Build (cached) and register the Debian+Docker Vagrant box for libvirt, with the
+    lab's images in it (built into the lab's mirror first), or remove it."""
     from lab.box import box_task
 
-    box_task(remove=remove)
+    lab_spec, build = cli.spec_and_build(spec, out)
+    box_task(lab_spec, build, remove=remove)
 
 
 lab = Collection("lab", render, validate, up, status, destroy, images, box)

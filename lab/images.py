@@ -129,6 +129,20 @@ class Mirror:
             kill_and_wait([pid])
         self.pidfile.unlink(missing_ok=True)
 
+    def manifest_digest(self, reference: str) -> str | None:
+        """The digest a pull of ``reference`` through this mirror records, or None."""
+        name, _, tag = mirror_path(reference).rpartition(":")
+        request = urllib.request.Request(
+            f"{self.url}/v2/{name}/manifests/{tag}",
+            headers={"Accept": MANIFEST_TYPES},
+            method="HEAD",
+        )
+        try:
+            with _NO_PROXY.open(request, timeout=5) as response:
+                return response.headers.get("Docker-Content-Digest")
+        except (urllib.error.URLError, OSError):
+            return None
+
     def labels(self, reference: str) -> dict[str, str] | None:
         """The labels of an image in the mirror, or None when it is not there."""
         name, _, tag = mirror_path(reference).rpartition(":")
@@ -397,15 +411,23 @@ class Builder:
     """A lab-private dockerd for builds: host network, own mount namespace, all under
     the cache dir and RUN_ROOT/_builder; started and stopped by the kit, killed by PID."""
 
-    def __init__(self, say: Callable[[str], None] = print):
+    def __init__(
+        self,
+        say: Callable[[str], None] = print,
+        *,
+        name: str = "_builder",
+        data_root: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+    ):
         self.say = say
-        self.run_dir = RUN_ROOT / "_builder"
-        self.data_root = cache_dir() / "builder"
+        self.run_dir = RUN_ROOT / name
+        self.data_root = data_root or cache_dir() / "builder"
         self.socket = self.run_dir / "docker.sock"
         self.pidfile = self.run_dir / "docker.pid"
         self.exec_root = self.run_dir / "x"
-        self.cgroup_parent = "/ha-registry-lab/_builder"
-        self.log = cache_dir() / "logs" / "builder.log"
+        self.cgroup_parent = f"/ha-registry-lab/{name}"
+        self.log = cache_dir() / "logs" / f"{name.strip('_')}.log"
+        self.extra_args = extra_args
 
     @property
     def host(self) -> str:
@@ -423,6 +445,7 @@ class Builder:
             "--cgroup-parent", self.cgroup_parent, "--config-file", str(self._daemon_json()),
             "--bridge=none", "--iptables=false", "--ip-masq=false",
             "--registry-mirror", f"http://{mirror}", "--insecure-registry", mirror,
+            *self.extra_args,
         ]  # fmt: skip
         # A private mount namespace keeps its overlay and shim mounts off the host.
         script = f'mount --bind {self.run_dir}/containerd /run/containerd && exec "$@"'

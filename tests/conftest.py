@@ -70,15 +70,3 @@ def local_lab_images(local_lab_spec):
 
     spec, build = local_lab_spec
     return build_images(spec, build)
-
-
-# ---------------------------------------------------------------- vagrant box
-# The libvirt Vagrant box the Vagrant provider's VMs boot from (root, Linux).
-
-
-@pytest.fixture(scope="session")
-def lab_box() -> str:
-    """The box's name, registered with vagrant and in the libvirt pool (built once, cached)."""
-    from lab.box import ensure_box
-
-    return ensure_box()

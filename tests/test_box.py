@@ -6,30 +6,61 @@ The first build takes about 4-5 min on 2 cores; later runs reuse the cached box.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import run_inv
+from local_lab import local_lab_data, write_lab
 
 from lab import box, libvirt_host
 from lab.libvirt_host import ensure_libvirt, virsh
 from lab.providers.base import ProviderError
 from lab.providers.local import mounts_under
+from lab.spec import load_spec
 
-
-def inv_box(*args: str) -> str:
-    result = run_inv("lab.box", *args)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout + result.stderr
+BOX_LAB = "boxlab"
+BOX_SUBNET = "10.232.11"  # the test lab's own bridge and mirror, never a user's lab
 
 
 @pytest.fixture(scope="module")
-def first_run() -> str:
+def box_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """(lab.yaml, build dir) of a lab of its own; destroyed after the module (bridge, mirror)."""
+    directory = tmp_path_factory.mktemp("box-lab")
+    spec_file = write_lab(directory, local_lab_data(BOX_LAB, BOX_SUBNET))
+    build = directory / "build"
+    try:
+        yield spec_file, build
+    finally:
+        done = run_inv("lab.destroy", "--spec", str(spec_file), "--out", str(build))
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def inv_box(box_lab: tuple[Path, Path]) -> Callable[..., str]:
+    spec_file, build = box_lab
+
+    def run(*args: str) -> str:
+        result = run_inv("lab.box", "--spec", str(spec_file), "--out", str(build), *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout + result.stderr
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def first_run(inv_box: Callable[..., str]) -> str:
     """The output of the first ``inv lab.box`` of this session (a build, or a cache hit)."""
     return inv_box()
+
+
+@pytest.fixture(scope="module")
+def seed(first_run: str, box_lab: tuple[Path, Path]) -> box.ImageSeed:
+    spec_file, build = box_lab
+    return box.lab_image_seed(load_spec(spec_file), build, say=lambda _line: None)
 
 
 @pytest.fixture(scope="module")
@@ -91,16 +122,32 @@ def test_missing_libvirt_is_one_line_naming_the_fix(
         ensure_libvirt()
 
 
-def test_box_is_registered_with_its_inputs_hash(first_run: str) -> None:
+def test_box_is_registered_with_its_inputs_hash(seed: box.ImageSeed) -> None:
     listing = subprocess.run(
         ["vagrant", "box", "list", "-i"], capture_output=True, text=True, check=True
     ).stdout
     assert f"{box.BOX_NAME} (libvirt, 0)" in listing
-    assert f"inputs: {box.inputs_digest()}" in listing
+    assert f"inputs: {box.inputs_digest(seed)}" in listing
     assert box.pool_volume_name() in box.box_volumes()
 
 
-def test_second_run_reuses_the_build_and_the_registration(first_run: str) -> None:
+def test_the_lab_images_are_in_the_box_as_the_mirror_serves_them(
+    seed: box.ImageSeed, box_root: Path
+) -> None:
+    # Swarm runs a service's image by the digest the mirror gave `docker stack deploy`;
+    # a box image with that repo digest starts without a pull in the emulated guest.
+    assert any("s3-standin" in reference for reference, _ in seed.images)
+    repositories = json.loads(
+        (box_root / "var/lib/docker/image/overlay2/repositories.json").read_text()
+    )["Repositories"]
+    for reference, digest in seed.images:
+        name = reference.rpartition(":")[0]
+        known = repositories.get(name) or repositories.get(f"docker.io/{name}") or {}
+        assert any(key.endswith(f"@{digest}") for key in known), (reference, sorted(known))
+    assert not (box_root / "var/lib/docker/network").exists()  # docker0 is the guest's own
+
+
+def test_second_run_reuses_the_build_and_the_registration(inv_box: Callable[..., str]) -> None:
     out = inv_box()
     assert "building box" not in out
     assert "cached build" in out
@@ -154,7 +201,9 @@ def test_each_vm_gets_its_own_identity(box_root: Path) -> None:
     assert not list((box_root / "etc/ssh").glob("ssh_host_*"))
 
 
-def test_remove_leaves_no_box_and_no_volume_and_is_safe_twice(first_run: str) -> None:
+def test_remove_leaves_no_box_and_no_volume_and_is_safe_twice(
+    first_run: str, inv_box: Callable[..., str]
+) -> None:
     """Runs last in this file: it removes the box, then puts it back from the cache.
 
     It refuses (and fails here) while VM disks build on the box's volume.
@@ -167,5 +216,5 @@ def test_remove_leaves_no_box_and_no_volume_and_is_safe_twice(first_run: str) ->
         assert box.box_volumes() == []
         assert "nothing to remove" in inv_box("--remove")
     finally:
-        again = inv_box()  # later tests (the lab_box fixture) need it back: no rebuild
+        again = inv_box()  # the libvirt lab tests need it back: no rebuild
     assert "building box" not in again and "vagrant box add" in again

@@ -94,23 +94,7 @@ def _lab_processes() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def vm_box(request: pytest.FixtureRequest) -> str:
-    """The session's box (conftest's ``lab_box``), else built/registered by `inv lab.box`."""
-    try:
-        return request.getfixturevalue("lab_box")
-    except pytest.FixtureLookupError:
-        built = subprocess.run(
-            [sys.executable, "-m", "invoke", "lab.box"],
-            cwd=REPO, capture_output=True, text=True, timeout=INV_TIMEOUT,
-        )  # fmt: skip
-        assert built.returncode == 0, _tail(built)
-        return "ha-registry-lab/bookworm-docker"
-
-
-@pytest.fixture(scope="module")
-def vm_lab(
-    default_lab: dict[str, Any], vm_box: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
+def vm_lab(default_lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for tool in ("vagrant", "virsh", "qemu-system-x86_64", "ganesha.nfsd", "iptables-save"):
         assert _run("which", tool).returncode == 0, f"{tool} is missing: run ./setup.sh"
     spec_file = tmp_path_factory.mktemp("vmlab") / "lab.yaml"

@@ -97,10 +97,14 @@ class LibvirtProvider(VagrantProvider):
     def up(self) -> None:
         """Host network, images and NFS first (the VMs need them at boot), then `vagrant up`."""
         self._preflight()
+        from lab.box import BOX_NAME, ensure_box, lab_image_seed
         from lab.images import build_images
 
         self.local.ensure_network()
-        build_images(self.spec, self.build, say=self.say)  # also starts the mirror
+        if self.spec.box.libvirt == BOX_NAME:  # the kit's box, with this lab's images in it
+            ensure_box(seed=lab_image_seed(self.spec, self.build, say=self.say))
+        else:
+            build_images(self.spec, self.build, say=self.say)  # also starts the mirror
         self.nfs.ensure_running()
         (self.build / LOGS_DIR).mkdir(parents=True, exist_ok=True)
         super().up()
@@ -193,10 +197,15 @@ class LibvirtProvider(VagrantProvider):
         if "vagrant-libvirt" not in plugins:
             raise ProviderError(PLUGIN_MISSING)
         libvirt_host.ensure_libvirt(printer=self.say)
+        from lab.box import BOX_NAME
+
         box = self.spec.box.libvirt
-        listing = self._vagrant("box list", lambda v: v.output("box", "list", "--machine-readable"))
-        if "libvirt" not in box_providers(listing).get(box, set()):
-            raise ProviderError(f"the Vagrant box {box} (libvirt) is missing: run `inv lab.box`")
+        if box != BOX_NAME:  # the kit's own box is built in up()
+            listing = self._vagrant(
+                "box list", lambda v: v.output("box", "list", "--machine-readable")
+            )
+            if "libvirt" not in box_providers(listing).get(box, set()):
+                raise ProviderError(f"the Vagrant box {box} (libvirt) is missing: add it first")
         blocked = not_traversable(self.build.resolve())
         if blocked is not None:
             raise ProviderError(
