@@ -90,9 +90,24 @@ def _environment() -> jinja2.Environment:
 # --------------------------------------------------------------- the files
 
 
+def docker_bridge(spec: LabSpec) -> str:
+    """docker0's address ("bip"): Docker's 172.17.0.1/16 unless the lab subnet lies in it.
+
+    The default lab's 172.17.8.0/24 does. A dockerd started before the lab network is
+    up (the Debian box's, at boot) would take 172.17.0.1/16, and containers on its
+    bridge could then not reach the other nodes: they would look for them on docker0.
+    """
+    for second in range(17, 32):
+        bridge = ipaddress.IPv4Interface(f"172.{second}.0.1/16")
+        if not bridge.network.overlaps(spec.network.network):
+            return str(bridge)
+    raise RenderError("no free 172.17-31.0.0/16 for docker0")
+
+
 def daemon_json(spec: LabSpec) -> str:
     """Docker daemon settings every node gets: the lab mirror, the lab as insecure."""
     settings = {
+        "bip": docker_bridge(spec),
         "insecure-registries": [spec.network.subnet],
         "log-driver": "json-file",
         "log-opts": {"max-file": "3", "max-size": "10m"},

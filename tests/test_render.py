@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import stat
@@ -129,6 +130,21 @@ def test_no_ipvs_renders_host_ports_and_dnsrr(lab_data: dict[str, Any], tmp_path
     for service in stack["services"].values():
         assert service["ports"][0]["mode"] == "host"
         assert service["deploy"]["endpoint_mode"] == "dnsrr"
+
+
+def test_docker0_stays_out_of_the_lab_subnet(lab_data: dict[str, Any], tmp_path: Path) -> None:
+    # The default lab's 172.17.8.0/24 lies in Docker's default 172.17.0.0/16: containers
+    # on docker0 would look for the other nodes on their own bridge.
+    def bip(subnet: str) -> str:
+        data = copy.deepcopy(lab_data)
+        data["network"] = {"subnet": f"{subnet}.0/24"}
+        for i, node in enumerate(data["nodes"], start=1):
+            node["ip"] = f"{subnet}.{10 + i}"
+        build = render(parse_spec(data), tmp_path / subnet).build
+        return json.loads((build / "files/daemon.json").read_text())["bip"]
+
+    assert bip("172.17.8") == "172.18.0.1/16"
+    assert bip("10.232.9") == "172.17.0.1/16"
 
 
 def test_emulated_nodes_get_minio_health_checks_scaled_by_their_pace(
