@@ -98,6 +98,9 @@ def phase(
     demo=False,
 ):
     """Roll the lab back to the checkpoint before a phase and replay it."""
+    if name in cli.HELP_FLAGS:  # `inv phase --help`: Invoke gave the flag to NAME
+        cli.show_task_help("phase")
+        return
     from lab import workflow
 
     ok = workflow.phase(

@@ -7,6 +7,7 @@ prerequisite, never a traceback; Ctrl-C ends with exit code 130.
 from __future__ import annotations
 
 import functools
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -54,3 +55,14 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
 def spec_and_build(spec_file: str | None, out: str | None) -> tuple[LabSpec, Path]:
     spec = load_spec(spec_file or DEFAULT_SPEC)
     return spec, build_dir(spec.name, out)
+
+
+HELP_FLAGS = ("-h", "--help")
+
+
+def show_task_help(task: str) -> None:
+    """Print Invoke's help for ``task`` (``inv TASK --help`` where Invoke took the flag
+    for the task's positional argument)."""
+    tasks_dir = Path(__file__).resolve().parent.parent
+    argv = [sys.executable, "-m", "invoke", "--search-root", str(tasks_dir), "--help", task]
+    subprocess.run(argv, check=False)

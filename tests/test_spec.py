@@ -225,3 +225,12 @@ def test_up_until_an_unknown_phase_is_one_line_exit_2_and_writes_nothing(tmp_pat
         "fleet, traefik, verify"
     ]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_phase_help_after_the_task_shows_the_options(flag: str) -> None:
+    # Invoke hands a flag after `phase` to its NAME; the task shows its help instead.
+    result = run_inv("phase", flag)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: inv[oke] [--core-opts] phase" in result.stdout
+    assert "--no-restore" in result.stdout and "no phase" not in result.stderr
