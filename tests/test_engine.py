@@ -152,16 +152,22 @@ def test_up_until_stops_after_that_phase(ctx: PhaseContext) -> None:
         engine.up(until="nope")
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The engine's clock, advanced only by its sleeps: waits cost no real time."""
+    now = [0.0]
+    monkeypatch.setattr("lab.engine.time.monotonic", lambda: now[0])
+    monkeypatch.setattr(
+        "lab.engine.time.sleep", lambda seconds: now.__setitem__(0, now[0] + seconds)
+    )
+    return now
+
+
 def test_after_a_failed_check_the_others_are_probed_once(
-    ctx: PhaseContext, monkeypatch: pytest.MonkeyPatch
+    ctx: PhaseContext, clock: list[float]
 ) -> None:
     # A trainee who removed the minio stack: nothing answers. Only the first failing
     # check waits out its settle time; the rest report at once (a fake clock).
-    clock = [0.0]
-    monkeypatch.setattr("lab.engine.time.monotonic", lambda: clock[0])
-    monkeypatch.setattr(
-        "lab.engine.time.sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds)
-    )
     shell = RecordingShell()
     results = Engine(ctx, SnapshotLog(), shell).check_only("minio")
     assert results and not any(r.passed for r in results)
@@ -173,15 +179,10 @@ def test_after_a_failed_check_the_others_are_probed_once(
 
 
 def test_waits_and_timeouts_scale_with_the_nodes_pace(
-    ctx: PhaseContext, monkeypatch: pytest.MonkeyPatch
+    ctx: PhaseContext, clock: list[float]
 ) -> None:
     # Emulated VMs (pace 4): a check settles four times as long before it fails, and
     # every SSH command gets four times the timeout.
-    clock = [0.0]
-    monkeypatch.setattr("lab.engine.time.monotonic", lambda: clock[0])
-    monkeypatch.setattr(
-        "lab.engine.time.sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds)
-    )
     timeouts: list[float] = []
 
     class TimedShell(RecordingShell):
