@@ -3,9 +3,11 @@
 Debian bookworm (debootstrap from the host's apt mirror) with the generic kernel, systemd,
 OpenSSH, sudo, the vagrant user with Vagrant's insecure key, and docker.io baked in:
 installing Docker inside a QEMU-emulated guest takes minutes, the box makes it free.
+The lab's images are pulled into it too (:class:`ImageSeed`), for the same reason.
 
 The box is cached under ``cache_dir()/box/`` keyed by a hash of every input (packages,
-files, the chroot script, the kernel command line, the Vagrant key, ``RECIPE_VERSION``),
+files, the chroot script, the kernel command line, the Vagrant key, the images' digests,
+``RECIPE_VERSION``),
 and registered with ``vagrant box add`` only when the registered box carries another hash
 (kept in the box's ``info.json``, which ``vagrant box list -i`` shows).
 
@@ -440,7 +442,7 @@ def _seed_images(root: Path, seed: ImageSeed) -> None:
         say=lambda _line: None,
         name=SEED_NAME,
         data_root=data_root,
-        extra_args=("--storage-driver", "overlay2", "--bridge=none"),
+        extra_args=("--storage-driver", "overlay2"),
     )
     builder.start(seed.mirror)
     try:
