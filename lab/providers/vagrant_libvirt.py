@@ -27,6 +27,8 @@ import stat
 import time
 from pathlib import Path
 
+from lab.box import BOX_NAME, ensure_box, lab_image_seed
+from lab.images import build_images
 from lab.providers.base import Capabilities, NodeAccess, ProviderError
 from lab.providers.local import LocalProvider
 from lab.providers.userspace_nfs import UserspaceNfs
@@ -97,8 +99,6 @@ class LibvirtProvider(VagrantProvider):
     def up(self) -> None:
         """Host network, images and NFS first (the VMs need them at boot), then `vagrant up`."""
         self._preflight()
-        from lab.box import BOX_NAME, ensure_box, lab_image_seed
-        from lab.images import build_images
 
         self.local.ensure_network()
         if self.spec.box.libvirt == BOX_NAME:  # the kit's box, with this lab's images in it
@@ -197,8 +197,6 @@ class LibvirtProvider(VagrantProvider):
         if "vagrant-libvirt" not in plugins:
             raise ProviderError(PLUGIN_MISSING)
         libvirt_host.ensure_libvirt(printer=self.say)
-        from lab.box import BOX_NAME
-
         box = self.spec.box.libvirt
         if box != BOX_NAME:  # the kit's own box is built in up()
             listing = self._vagrant(
