@@ -2,15 +2,16 @@
 
 from invoke import Collection, task
 
-from lab import cli
+from lab import cli, providers
+from lab.phases import PHASES
 
 SPEC_HELP = {
     "spec": "lab file (default: lab.yaml)",
     "out": "build directory (default: build/<lab>/)",
 }
 PROVIDER_HELP = (
-    "vagrant (VirtualBox VMs, the default), libvirt (Vagrant VMs under vagrant-libvirt/QEMU, "
-    "box from `inv lab.box`) or local (network namespaces on this host)"
+    f"{providers.help_text()}. Default: the provider recorded when this lab was brought up, "
+    f"else {providers.DEFAULT_PROVIDER}"
 )
 
 
@@ -18,25 +19,18 @@ PROVIDER_HELP = (
 @cli.friendly_errors
 def render(c, spec=None, out=None):
     """Render the Vagrantfile, Ignition/cloud-config, stacks and configs into build/<lab>/."""
-    from lab.render import render as render_lab
+    from lab import workflow
 
-    lab_spec, build = cli.spec_and_build(spec, out)
-    result = render_lab(lab_spec, build)
-    print(f"rendered {len(result.files)} files into {result.build}")
+    workflow.render_only(spec, out)
 
 
 @task(help=SPEC_HELP)
 @cli.friendly_errors
 def validate(c, spec=None, out=None):
     """Check every rendered file with its real consumer (vagrant, ignition-validate, ...)."""
-    from lab.validate import print_results
-    from lab.validate import validate as validate_build
+    from lab import workflow
 
-    lab_spec, build = cli.spec_and_build(spec, out)
-    if not (build / ".rendered").exists():
-        raise cli.LabError(f"{build} has not been rendered yet: run `inv lab.render` first")
-    if not print_results(validate_build(build, lab_spec)):
-        raise cli.LabError("some files did not validate (see the table above)")
+    workflow.validate_only(spec, out)
 
 
 @task(
@@ -65,7 +59,13 @@ def status(c, spec=None, out=None):
     workflow.status(spec, out)
 
 
-@task(help={**SPEC_HELP, "provider": "override the provider recorded for this lab"})
+@task(
+    help={
+        **SPEC_HELP,
+        "provider": "the lab's provider, if state.json does not record it; with neither, "
+        "only the bridge and mirror of lab.images/lab.box are removed",
+    }
+)
 @cli.friendly_errors
 def destroy(c, spec=None, out=None, provider=None):
     """Remove the lab's nodes and everything they left (safe to run twice)."""
@@ -76,7 +76,7 @@ def destroy(c, spec=None, out=None, provider=None):
 
 @task(
     help={
-        "name": "the phase: swarm, labels, minio, bucket, redis, registry, fleet, traefik, verify",
+        "name": f"the phase: {', '.join(PHASES)}",
         **SPEC_HELP,
         "no_restore": "re-run in place instead of restoring the checkpoint before the phase",
         "check": "only run the phase's checks (exit 1 with FAIL: lines if any fails)",
@@ -121,10 +121,9 @@ def phase(
 @cli.friendly_errors
 def images(c, spec=None, out=None, load=None):
     """Build the offline images (Debian/PyPI packages) into the lab's registry mirror."""
-    from lab.images import images_task
+    from lab import workflow
 
-    lab_spec, build = cli.spec_and_build(spec, out)
-    images_task(lab_spec, build, load=load)
+    workflow.images(spec, out, load)
 
 
 @task(
@@ -135,12 +134,12 @@ def images(c, spec=None, out=None, load=None):
 )
 @cli.friendly_errors
 def box(c, spec=None, out=None, remove=False):
-    """Build (cached) and register the Debian+Docker Vagrant box for libvirt, with the
-    lab's images in it (built into the lab's mirror first), or remove it."""
-    from lab.box import box_task
+    """Build (cached) and register the libvirt provider's Debian+Docker box, or remove it.
 
-    lab_spec, build = cli.spec_and_build(spec, out)
-    box_task(lab_spec, build, remove=remove)
+    The lab's images are built into its mirror first and baked into the box."""
+    from lab import workflow
+
+    workflow.box(spec, out, remove)
 
 
 lab = Collection("lab", render, validate, up, status, destroy, images, box)

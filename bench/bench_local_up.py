@@ -15,14 +15,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from local_lab import form_swarm, local_lab_data, write_lab  # noqa: E402
+sys.path[:0] = [str(REPO)]
 
 from lab.images import build_images  # noqa: E402
 from lab.providers.local import LocalProvider  # noqa: E402
 from lab.remote import Remote, known_hosts_file  # noqa: E402
 from lab.spec import load_spec  # noqa: E402
+from tests.system.local_lab import form_swarm, local_lab_data, write_lab  # noqa: E402
 
 BUDGET_SECONDS = 30.0
 

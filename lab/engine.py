@@ -17,6 +17,8 @@ from typing import Protocol
 
 from rich.console import Console
 
+from lab.errors import LabError, UnknownName
+from lab.output import make_console
 from lab.phases import PHASES, phase_module
 from lab.phases.context import STAGING, PhaseContext
 from lab.plan import Check, CheckResult, Step
@@ -56,7 +58,23 @@ class SshShell:
         return self.remote.nodes[node].user
 
 
-class PhaseFailed(Exception):
+class OfflineShell:
+    """For --dry-run and --explain: knows the login users, runs nothing."""
+
+    def __init__(self, users: dict[str, str]):
+        self.users = users
+
+    def run(self, node: str, command: str, *, timeout: float, echo: bool) -> CommandResult:
+        raise LabError("--dry-run runs nothing")
+
+    def upload(self, node: str, local: Path, remote: str, mode: int) -> None:
+        raise LabError("--dry-run uploads nothing")
+
+    def user(self, node: str) -> str:
+        return self.users[node]
+
+
+class PhaseFailed(LabError):
     """A step failed: names the node, the command, its exit code and last stderr lines."""
 
     def __init__(self, phase: str, step: Step, result: CommandResult | None, hint: str):
@@ -73,7 +91,7 @@ class PhaseFailed(Exception):
         super().__init__("\n".join(lines))
 
 
-class ChecksFailed(Exception):
+class ChecksFailed(LabError):
     def __init__(self, phase: str, failures: list[CheckResult]):
         self.phase = phase
         self.failures = failures
@@ -81,6 +99,9 @@ class ChecksFailed(Exception):
             f"phase {phase}: {len(failures)} check(s) failed:\n"
             + "\n".join(fail_line(f) for f in failures)
         )
+
+    def lines(self) -> list[str]:
+        return [*map(fail_line, self.failures), f"error: phase {self.phase}: checks failed"]
 
 
 def fail_line(result: CheckResult) -> str:
@@ -107,7 +128,7 @@ class Engine:
         self.ctx = ctx
         self.provider = provider
         self.remote = shell
-        self.console = console or Console(highlight=False)
+        self.console = console or make_console()
         self.state = LabState.load(ctx.build)
 
     # ----------------------------------------------------------- commands
@@ -270,7 +291,7 @@ class Engine:
         returns seconds per phase run."""
         if until is not None:
             if until not in phases:
-                raise LookupError(f"no phase {until!r}; phases: {', '.join(phases)}")
+                raise UnknownName(f"no phase {until!r}; phases: {', '.join(phases)}")
             phases = phases[: list(phases).index(until) + 1]
         timings: dict[str, float] = {}
         for phase in phases:
@@ -288,7 +309,7 @@ class Engine:
             existing = self.provider.snapshot_list()
             if wanted not in existing:
                 have = ", ".join(existing) or "none"
-                raise LookupError(
+                raise UnknownName(
                     f"no checkpoint {wanted!r} to replay {phase} from (checkpoints: {have}); "
                     "run `inv lab.up` first"
                 )

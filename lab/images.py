@@ -1,9 +1,10 @@
-"""Offline images and the host-side registry mirror every local node pulls from.
+"""Offline images: built from Debian and PyPI packages into the lab's mirror.
 
-The mirror is Debian's ``docker-registry`` (filesystem storage in the kit's cache
-dir, which survives ``lab.destroy``) listening on ``spec.mirror`` (the lab bridge's
-host address). Every node dockerd uses it as ``--registry-mirror``, so a plain
-``docker pull redis:7.2`` on a node is served from ``library/redis:7.2`` here.
+Each image is a :class:`Recipe` whose inputs are hashed into a label, so an image
+is rebuilt only when its recipe changes. Builds run in a kit-private dockerd
+(:class:`Builder`) and are pushed into the mirror (:mod:`lab.host.mirror`), which
+every node pulls from. :func:`substitutes` says which images a lab on this host's
+mirror can really run.
 """
 
 from __future__ import annotations
@@ -11,150 +12,37 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 import shutil
-import signal
 import subprocess
 import tarfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.paths import BUILD_ROOT
-from lab.providers.base import ProviderError
-from lab.providers.local import (
-    RUN_ROOT,
+from lab.errors import ProviderError
+from lab.host import LabHost, require_root
+from lab.host.cgroups import kill_processes_of, remove_cgroup_tree
+from lab.host.mirror import Mirror, mirror_path
+from lab.host.mounts import RUN_ROOT, ensure_host_dir, remove_created_dirs_if_last
+from lab.host.proc import (
     clean_env,
     docker_client,
     docker_ping,
-    ensure_host_dir,
-    kill_and_wait,
-    kill_processes_of,
     read_pid,
-    remove_cgroup_tree,
-    remove_created_dirs_if_last,
+    require_tools,
     run,
     spawn,
+    stop_pid,
     tool_path,
     wait_until,
 )
+from lab.paths import cache_dir
 from lab.spec import LabSpec
 
-CACHE_ENV = "HA_REGISTRY_LAB_CACHE"
 LOCAL_BUILD_LABEL = "org.ha-registry-lab.local-build"
 RECIPE_LABEL = "org.ha-registry-lab.recipe"
-MANIFEST_TYPES = ", ".join(
-    [
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-    ]
-)
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def cache_dir() -> Path:
-    """Where built images and their mirror live: $HA_REGISTRY_LAB_CACHE or build/cache."""
-    return Path(os.environ.get(CACHE_ENV) or BUILD_ROOT / "cache")
-
-
-def http_get(url: str, accept: str | None = None, timeout: float = 5) -> bytes:
-    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    with _NO_PROXY.open(request, timeout=timeout) as response:
-        return response.read()
-
-
-def mirror_path(reference: str) -> str:
-    """Where an image lives in the mirror: Docker Hub official names go under library/."""
-    name, _, tag = reference.rpartition(":")
-    first = name.split("/")[0]
-    if "." in first or ":" in first or first == "localhost":  # another registry's host
-        name = name.split("/", 1)[1]
-    elif "/" not in name:
-        name = f"library/{name}"
-    return f"{name}:{tag}"
-
-
-class Mirror:
-    """The lab's pull-through point: one docker-registry process per lab, one shared store."""
-
-    def __init__(self, spec: LabSpec, run_dir: Path, log_dir: Path):
-        self.address = spec.mirror
-        self.run_dir = run_dir
-        self.log = log_dir / "mirror.log"
-        self.pidfile = run_dir / "mirror.pid"
-        self.storage = cache_dir() / "mirror"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
-
-    def ready(self) -> bool:
-        try:
-            http_get(f"{self.url}/v2/", timeout=1)
-        except (urllib.error.URLError, OSError):
-            return False
-        return True
-
-    def ensure_running(self) -> None:
-        if self.ready():
-            return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.storage.mkdir(parents=True, exist_ok=True)
-        config = self.run_dir / "mirror.yml"
-        config.write_text(self._config())
-        pid = spawn([tool_path("docker-registry"), "serve", str(config)], self.log)
-        self.pidfile.write_text(str(pid))
-        if not wait_until(self.ready, 20, 0.1):
-            raise ProviderError(f"the image mirror did not start on {self.address}, see {self.log}")
-
-    def _config(self) -> str:
-        config = {
-            "version": 0.1,
-            "log": {"level": "info", "formatter": "text"},
-            "storage": {
-                "filesystem": {"rootdirectory": str(self.storage)},
-                "delete": {"enabled": True},
-            },
-            "http": {"addr": self.address},
-        }
-        return json.dumps(config, indent=2)  # JSON is YAML
-
-    def stop(self) -> None:
-        pid = read_pid(self.pidfile)
-        if pid and not kill_and_wait([pid], signal.SIGTERM, 10):
-            kill_and_wait([pid])
-        self.pidfile.unlink(missing_ok=True)
-
-    def manifest_digest(self, reference: str) -> str | None:
-        """The digest a pull of ``reference`` through this mirror records, or None."""
-        name, _, tag = mirror_path(reference).rpartition(":")
-        request = urllib.request.Request(
-            f"{self.url}/v2/{name}/manifests/{tag}",
-            headers={"Accept": MANIFEST_TYPES},
-            method="HEAD",
-        )
-        try:
-            with _NO_PROXY.open(request, timeout=5) as response:
-                return response.headers.get("Docker-Content-Digest")
-        except (urllib.error.URLError, OSError):
-            return None
-
-    def labels(self, reference: str) -> dict[str, str] | None:
-        """The labels of an image in the mirror, or None when it is not there."""
-        name, _, tag = mirror_path(reference).rpartition(":")
-        try:
-            manifest = json.loads(
-                http_get(f"{self.url}/v2/{name}/manifests/{tag}", accept=MANIFEST_TYPES)
-            )
-            digest = manifest["config"]["digest"]
-            config = json.loads(http_get(f"{self.url}/v2/{name}/blobs/{digest}"))
-        except (urllib.error.URLError, OSError, KeyError, ValueError):
-            return None
-        return config.get("config", {}).get("Labels") or {}
 
 
 # ------------------------------------------------------------------ recipes
@@ -464,9 +352,7 @@ class Builder:
         return path
 
     def stop(self) -> None:
-        pid = read_pid(self.pidfile)
-        if pid and not kill_and_wait([pid], signal.SIGTERM, 20):
-            kill_and_wait([pid])
+        stop_pid(read_pid(self.pidfile, "dockerd"), grace=20)
         kill_processes_of(self.cgroup_parent, self.exec_root)
         remove_cgroup_tree(self.cgroup_parent.lstrip("/"))
         shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -474,13 +360,7 @@ class Builder:
 
     def docker(self, *args: str, timeout: float = 900, **env: str) -> str:
         argv = [docker_client(), "-H", self.host, *args]
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, env=clean_env(**env)
-        )
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise ProviderError(f"`docker {' '.join(args[:2])}` failed: {' | '.join(tail)}")
-        return proc.stdout
+        return run(argv, timeout=timeout, env=clean_env(**env), log=self.log).stdout
 
     def image_label(self, reference: str, label: str) -> str | None:
         try:
@@ -514,17 +394,9 @@ def build_images(
     only: Iterable[str] | None = None,
 ) -> BuildReport:
     """Build what is missing from the mirror (or changed), push it there; skip the rest."""
-    from lab.providers.local import LocalProvider
-
     started = time.monotonic()
-    provider = LocalProvider(spec, build, say=say)
-    provider.preflight(tools=("ip", "iptables", "docker-registry", "dockerd", "unshare"))
-    for tool, package in (("skopeo", "skopeo"), ("debootstrap", "debootstrap")):
-        if not shutil.which(tool):
-            raise ProviderError(f"{tool} is missing: apt-get install {package}")
-    provider.ensure_network()
-    mirror = provider.mirror()
-    mirror.ensure_running()
+    require_root(("dockerd", "unshare", "skopeo", "debootstrap"))
+    mirror = LabHost(spec, build).ensure()
     wanted = [r for r in recipes(spec) if only is None or r.key in set(only)]
     report = BuildReport()
     contexts = {r.key: _prepare_context(r) for r in wanted}
@@ -648,16 +520,10 @@ def push(daemon_host: str, reference: str, mirror: Mirror) -> None:
 
 def load_archive(spec: LabSpec, build: Path, archive: Path, *, say=print) -> list[str]:
     """Put every tagged image of a `docker save` tarball into the mirror."""
-    from lab.providers.local import LocalProvider
-
     if not archive.is_file():
         raise ProviderError(f"{archive}: no such file (give a `docker save` tarball)")
-    if not shutil.which("skopeo"):
-        raise ProviderError("skopeo is missing: apt-get install skopeo")
-    provider = LocalProvider(spec, build, say=say)
-    provider.ensure_network()
-    mirror = provider.mirror()
-    mirror.ensure_running()
+    require_tools(("skopeo",))
+    mirror = LabHost(spec, build).ensure()
     references = archive_tags(archive)
     for reference in references:
         target = f"docker://{mirror.address}/{mirror_path(reference)}"
@@ -679,6 +545,19 @@ def archive_tags(archive: Path) -> list[str]:
     if not tags:
         raise ProviderError(f"{archive} holds no tagged image: save it with `docker save NAME:TAG`")
     return tags
+
+
+def substitutes(spec: LabSpec, mirror: Mirror) -> tuple[str, str]:
+    """(MinIO image, load balancer kind) that nodes pulling from ``mirror`` can run: MinIO
+    and Traefik only if an instructor loaded them (`inv lab.images --load`), else the
+    moto S3 stand-in and HAProxy."""
+    minio = spec.minio.image
+    if mirror.labels(minio) is None:
+        minio = S3_STANDIN
+    kind = spec.loadbalancer.kind
+    if kind == "traefik" and mirror.labels(spec.loadbalancer.traefik_image) is None:
+        kind = "haproxy"
+    return minio, kind
 
 
 def images_task(spec: LabSpec, build: Path, *, load: str | None = None) -> None:

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import paramiko
 
-from lab.providers.base import NodeAccess
+from lab.errors import LabError
+from lab.nodes import NodeAccess
 
 KNOWN_HOSTS_NAME = "known_hosts"
 TIMED_OUT_EXIT_CODE = 124  # what timeout(1) returns, so callers can treat both alike
 
 
-class RemoteError(Exception):
+class RemoteError(LabError):
     """A node could not be reached or a command could not be run."""
 
 

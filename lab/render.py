@@ -20,8 +20,10 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from lab.paths import REPO_ROOT, build_dir
-from lab.providers.base import Capabilities
+from lab.errors import UsageError
+from lab.host.bridge import bridge_name
+from lab.nodes import Capabilities
+from lab.paths import REPO_ROOT, build_dir, nfs_export_path
 from lab.secrets import LabSecrets, ensure_secrets
 from lab.spec import LabSpec
 
@@ -57,7 +59,7 @@ class NodeUnit:
     enabled: bool
 
 
-class RenderError(Exception):
+class RenderError(UsageError):
     """A template could not be rendered; nothing was written."""
 
 
@@ -114,18 +116,6 @@ def daemon_json(spec: LabSpec) -> str:
         "registry-mirrors": [f"http://{spec.mirror}"],
     }
     return json.dumps(settings, indent=2, sort_keys=True) + "\n"
-
-
-def nfs_export_path(spec: LabSpec, build: Path) -> Path:
-    export = Path(spec.nfs.export)
-    return export if export.is_absolute() else build / export
-
-
-def lab_bridge(spec: LabSpec) -> str:
-    """The host bridge of the lab network (the local provider's), which libvirt VMs join."""
-    from lab.providers.local import short_tag  # late: local.py is a heavy import
-
-    return f"hrl-{short_tag(spec.name, 11)}"
 
 
 def libvirt_management_network(spec: LabSpec) -> tuple[str, str]:
@@ -231,7 +221,7 @@ class _Renderer:
         guest_units = self.libvirt_units()
         vagrantfile = self.text(
             "Vagrantfile.j2",
-            lab_bridge=lab_bridge(spec),
+            lab_bridge=bridge_name(spec),
             guest_units=guest_units,
             management_network=libvirt_management_network(spec),
         )

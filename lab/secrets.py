@@ -55,21 +55,26 @@ def _token(length: int) -> bytes:
     return "".join(_random.choice(_ALPHABET) for _ in range(length)).encode()
 
 
+def write_ed25519_keypair(private_file: Path, public_file: Path, comment: str) -> None:
+    """A new OpenSSH ed25519 key pair, both files 0600 from the start."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    _write_private(private_file, private)
+    _write_private(public_file, public + f" {comment}\n".encode())
+
+
 def _ssh_keypair(directory: Path) -> str:
     private_file = directory / "ssh_key"
     public_file = directory / "ssh_key.pub"
     if not private_file.exists():
-        key = ed25519.Ed25519PrivateKey.generate()
-        private = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-        public = key.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        )
-        _write_private(private_file, private)
-        _write_private(public_file, public + b" ha-registry-lab\n")
+        write_ed25519_keypair(private_file, public_file, "ha-registry-lab")
     os.chmod(private_file, 0o600)
     os.chmod(public_file, 0o600)
     return public_file.read_text().strip()

@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
 )
 
+from lab.errors import UsageError
+
 HOSTNAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 IMAGE_RE = re.compile(
     r"^(?P<name>[a-z0-9][a-z0-9._-]*(:[0-9]+)?(/[a-z0-9][a-z0-9._-]*)*)"
@@ -31,12 +33,15 @@ IMAGE_RE = re.compile(
 ABS_PATH_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
 
 
-class SpecError(Exception):
+class SpecError(UsageError):
     """The lab file is unusable; ``problems`` holds one line per problem."""
 
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
+
+    def lines(self) -> list[str]:
+        return self.problems
 
 
 class _Model(BaseModel):

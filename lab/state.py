@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lab.errors import UsageError
+
 STATE_FILE = "state.json"
 
 
@@ -28,9 +30,15 @@ class LabState:
         path = build / STATE_FILE
         if not path.exists():
             return cls()
-        data = json.loads(path.read_text())
-        phases = {name: PhaseRecord(**rec) for name, rec in data.get("phases", {}).items()}
-        return cls(provider=data.get("provider"), phases=phases)
+        try:
+            data = json.loads(path.read_text())
+            phases = {name: PhaseRecord(**rec) for name, rec in data.get("phases", {}).items()}
+            return cls(provider=data.get("provider"), phases=phases)
+        except (ValueError, TypeError, AttributeError):
+            raise UsageError(
+                f"{path} is not a lab state file: remove it (the lab forgets its progress) "
+                "or run `inv lab.destroy --provider NAME`"
+            ) from None
 
     def save(self, build: Path) -> None:
         path = build / STATE_FILE

@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lab.output import make_console
 from lab.paths import REPO_ROOT
 from lab.render import mount_unit_name
 from lab.secrets import SECRETS_DIRNAME
@@ -774,7 +775,7 @@ def all_ok(results: list[ValidationResult]) -> bool:
 
 def print_results(results: list[ValidationResult], console: Console | None = None) -> bool:
     """Print a table (file, validator, result) and the overall verdict; return it."""
-    console = console or Console()
+    console = console or make_console()
     table = Table(title="lab.validate")
     # On narrow terminals long names fold instead of being cut off with an ellipsis.
     table.add_column("file", style="bold", overflow="fold")

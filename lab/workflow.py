@@ -1,5 +1,12 @@
-"""The user's verbs — up, phase, status, destroy — composed from spec, render,
-validate, a provider and the engine. tasks.py calls these and nothing else."""
+"""The user's verbs — up, phase, status, destroy, images, box — composed from spec,
+render, validate, a provider and the engine. tasks.py calls these and nothing else.
+
+Which provider a lab uses is one rule: ``--provider`` if given, else the one recorded
+in ``build/<lab>/state.json`` (recorded when ``up`` starts, so a failed or killed
+``up`` is still destroyed with the right provider), else ``vagrant`` for ``up``;
+``destroy`` with nothing recorded removes only what ``lab.images`` / ``lab.box``
+left on the host (the lab's bridge and mirror).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-from lab.cli import LabError
-from lab.engine import FIRST_CHECKPOINT, ChecksFailed, Engine, PhaseFailed, SshShell, fail_line
+from lab.engine import FIRST_CHECKPOINT, ChecksFailed, Engine, OfflineShell, SshShell
+from lab.errors import LabError, UsageError
+from lab.host import LabHost
+from lab.output import make_console
 from lab.paths import DEFAULT_SPEC, build_dir
 from lab.phases import PHASES, phase_module
 from lab.phases.context import PhaseContext
+from lab.providers import DEFAULT_PROVIDER, make_provider, provider_class
 from lab.providers.base import Provider
 from lab.remote import Remote, known_hosts_file
 from lab.render import render
@@ -22,8 +31,7 @@ from lab.secrets import ensure_secrets
 from lab.spec import LabSpec, load_spec
 from lab.state import LabState
 
-PROVIDERS = ("vagrant", "libvirt", "local")
-console = Console(highlight=False)
+console = make_console()
 
 
 @dataclass
@@ -34,49 +42,44 @@ class Lab:
     lb_kind: str
 
 
-def make_provider(name: str, spec: LabSpec, build: Path) -> Provider:
-    if name == "local":
-        from lab.providers.local import LocalProvider
-
-        return LocalProvider(spec, build)
-    if name == "vagrant":
-        from lab.providers.vagrant import VagrantProvider
-
-        return VagrantProvider(spec, build)
-    if name == "libvirt":
-        # Vagrant with vagrant-libvirt instead of VirtualBox (a VagrantProvider subclass)
-        from lab.providers.vagrant_libvirt import LibvirtProvider
-
-        return LibvirtProvider(spec, build, say=console.print)
-    raise LabError(f"unknown provider {name!r}; choose one of: {', '.join(PROVIDERS)}")
-
-
 def _provider_name(build: Path, wanted: str | None) -> str:
     recorded = LabState.load(build).provider
     if wanted and recorded and wanted != recorded:
-        raise LabError(
+        raise UsageError(
             f"this lab was brought up with --provider {recorded}; "
             f"run `inv lab.destroy` before switching to {wanted}"
         )
-    return wanted or recorded or "vagrant"
+    return wanted or recorded or DEFAULT_PROVIDER
+
+
+def load(spec_file: str | None, out: str | None) -> tuple[LabSpec, Path]:
+    spec = load_spec(spec_file or DEFAULT_SPEC)
+    return spec, build_dir(spec.name, out)
 
 
 def open_lab(spec_file: str | None, out: str | None, provider: str | None) -> Lab:
     """Load the spec and adapt it to what the provider's nodes can run."""
-    spec = load_spec(spec_file or DEFAULT_SPEC)
-    build = build_dir(spec.name, out)
+    spec, build = load(spec_file, out)
     name = _provider_name(build, provider)
-    chosen = make_provider(name, spec, build)
+    provider_class(name)  # an unknown name is a usage error before anything else
+    chosen = make_provider(name, spec, build, say=console.print)
     adapted, lb_kind = adapt_to_provider(spec, chosen)
     return Lab(adapted, build, chosen, lb_kind)
 
 
+def open_running_lab(spec_file: str | None, out: str | None) -> Lab:
+    """A lab that was brought up: one line saying so when it was not."""
+    spec, build = load(spec_file, out)
+    if LabState.load(build).provider is None:
+        raise UsageError(f"lab {spec.name} is not up: run `inv lab.up --provider NAME` first")
+    return open_lab(spec_file, out, None)
+
+
 def adapt_to_provider(spec: LabSpec, provider: Provider) -> tuple[LabSpec, str]:
     """Images the nodes cannot have are replaced by the provider's stand-ins."""
-    substitutes = getattr(provider, "image_substitutes", None)
-    if substitutes is None:
-        return spec, spec.loadbalancer.kind
-    minio_image, lb_kind = substitutes()
+    minio_image, lb_kind = provider.image_substitutes()
+    if minio_image == spec.minio.image:
+        return spec, lb_kind
     minio = spec.minio.model_copy(update={"image": minio_image})
     return spec.model_copy(update={"minio": minio}), lb_kind
 
@@ -90,11 +93,6 @@ def context(lab: Lab, demo: bool = False) -> PhaseContext:
         lb_kind=lab.lb_kind,
         demo=demo,
     )
-
-
-def _engine(lab: Lab, demo: bool = False) -> tuple[Engine, Remote]:
-    remote = Remote(lab.provider.nodes(), known_hosts_file(lab.build), printer=console.print)
-    return Engine(context(lab, demo), lab.provider, SshShell(remote), console), remote
 
 
 def _render_and_validate(lab: Lab, validate: bool) -> None:
@@ -112,17 +110,10 @@ def _render_and_validate(lab: Lab, validate: bool) -> None:
 
 
 def _run_engine(action, lab: Lab, demo: bool = False):  # noqa: ANN001, ANN202
-    engine, remote = _engine(lab, demo)
+    remote = Remote(lab.provider.nodes(), known_hosts_file(lab.build), printer=console.print)
+    engine = Engine(context(lab, demo), lab.provider, SshShell(remote), console)
     try:
         return action(engine)
-    except PhaseFailed as exc:
-        raise LabError(str(exc)) from None
-    except ChecksFailed as exc:
-        for line in map(fail_line, exc.failures):
-            console.print(line)
-        raise LabError(f"phase {exc.phase}: checks failed") from None
-    except LookupError as exc:
-        raise LabError(str(exc.args[0])) from None
     finally:
         remote.close()
 
@@ -141,10 +132,10 @@ def up(
     _render_and_validate(lab, validate)
     started = time.monotonic()
     console.rule(f"nodes ({lab.provider.name})")
-    lab.provider.up()
     state = LabState.load(lab.build)
-    state.provider = lab.provider.name
+    state.provider = lab.provider.name  # before the nodes: a failed up is destroyed right
     state.save(lab.build)
+    lab.provider.up()
     if FIRST_CHECKPOINT not in lab.provider.snapshot_list():
         lab.provider.snapshot_save(FIRST_CHECKPOINT)
     timings = {"nodes": time.monotonic() - started}
@@ -171,20 +162,20 @@ def phase(
     demo: bool,
 ) -> bool:
     module = phase_module(name)
-    lab = open_lab(spec_file, out, None)
     if explain or dry_run:
+        lab = open_lab(spec_file, out, None)
         console.rule(f"phase {name}: {module.TITLE}")
         console.print(module.EXPLAIN)
-    if dry_run or explain:
         render(lab.spec, lab.build, lab.provider.capabilities)
-        engine = Engine(context(lab, demo), lab.provider, _OfflineShell(lab), console)
+        engine = Engine(context(lab, demo), lab.provider, OfflineShell(_login_users(lab)), console)
         for line in engine.dry_run(name):
             console.print(line, markup=False, soft_wrap=True)
         return True
+    lab = open_running_lab(spec_file, out)
     if check:
         results = _run_engine(lambda engine: engine.check_only(name), lab, demo)
         failures = [r for r in results if not r.passed]
-        for line in map(fail_line, failures):
+        for line in ChecksFailed(name, failures).lines()[:-1]:
             console.print(line, markup=False)
         return not failures
     render(lab.spec, lab.build, lab.provider.capabilities)
@@ -192,28 +183,15 @@ def phase(
     return True
 
 
-class _OfflineShell:
-    """For --dry-run: knows the login users, runs nothing."""
-
-    def __init__(self, lab: Lab):
-        try:
-            self.users = {n.name: n.user for n in lab.provider.nodes()}
-        except Exception:  # VMs not up: their login user is the spec's
-            self.users = {n.name: lab.spec.user for n in lab.spec.nodes}
-
-    def run(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-        raise LabError("--dry-run runs nothing")
-
-    def upload(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
-        raise LabError("--dry-run uploads nothing")
-
-    def user(self, node: str) -> str:
-        return self.users[node]
+def _login_users(lab: Lab) -> dict[str, str]:
+    try:
+        return {n.name: n.user for n in lab.provider.nodes()}
+    except Exception:  # VMs not up: their login user is the spec's
+        return {n.name: lab.spec.user for n in lab.spec.nodes}
 
 
 def status(spec_file: str | None, out: str | None) -> None:
-    spec = load_spec(spec_file or DEFAULT_SPEC)
-    build = build_dir(spec.name, out)
+    spec, build = load(spec_file, out)
     state = LabState.load(build)
     table = Table(title=f"lab {spec.name} ({state.provider or 'not up'})")
     for column in ("phase", "status", "seconds", "checkpoint"):
@@ -227,16 +205,60 @@ def status(spec_file: str | None, out: str | None) -> None:
         table.add_row(name, shown, f"{record.seconds:.1f}", record.checkpoint or "")
     console.print(table)
     if state.provider:
-        provider = make_provider(state.provider, spec, build)
+        provider = make_provider(state.provider, spec, build, say=console.print)
         for node, node_state in provider.status().items():
             console.print(f"{node}: {node_state}")
 
 
 def destroy(spec_file: str | None, out: str | None, provider: str | None) -> None:
-    spec = load_spec(spec_file or DEFAULT_SPEC)
-    build = build_dir(spec.name, out)
-    name = provider or LabState.load(build).provider or "local"
-    make_provider(name, spec, build).destroy()
+    spec, build = load(spec_file, out)
+    name = provider or LabState.load(build).provider
+    if name is None:
+        _destroy_host_side(spec, build)
+        return
+    make_provider(name, spec, build, say=console.print).destroy()
     (build / "state.json").unlink(missing_ok=True)
     known_hosts_file(build).unlink(missing_ok=True)
     console.print(f"lab {spec.name} destroyed ({name})")
+
+
+def _destroy_host_side(spec: LabSpec, build: Path) -> None:
+    host = LabHost(spec, build)
+    if not (host.run_dir.exists() or host.bridge.exists()):
+        console.print(f"lab {spec.name} was never brought up here: nothing to destroy")
+        return
+    host.teardown()
+    console.print(f"lab {spec.name}: its bridge and mirror removed (no nodes were recorded)")
+
+
+def images(spec_file: str | None, out: str | None, load_archive: str | None) -> None:
+    from lab.images import images_task
+
+    spec, build = load(spec_file, out)
+    images_task(spec, build, load=load_archive)
+
+
+def box(spec_file: str | None, out: str | None, remove: bool) -> None:
+    from lab.providers.libvirt.box import box_task
+
+    spec, build = load(spec_file, out)
+    box_task(spec, build, remove=remove)
+
+
+def render_only(spec_file: str | None, out: str | None) -> None:
+    from lab.render import render as render_lab
+
+    spec, build = load(spec_file, out)
+    result = render_lab(spec, build)
+    print(f"rendered {len(result.files)} files into {result.build}")
+
+
+def validate_only(spec_file: str | None, out: str | None) -> None:
+    from lab.validate import print_results
+    from lab.validate import validate as validate_build
+
+    spec, build = load(spec_file, out)
+    if not (build / ".rendered").exists():
+        raise UsageError(f"{build} has not been rendered yet: run `inv lab.render` first")
+    if not print_results(validate_build(build, spec)):
+        raise LabError("some files did not validate (see the table above)")

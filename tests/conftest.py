@@ -1,10 +1,12 @@
-"""Shared fixtures: the default lab as data, and a way to write variants of it."""
+"""Fixtures for every test: the default lab as data, and a way to write variants of it.
+
+The fast loop (no root, no VMs) is ``tests/unit/``; ``tests/system/`` builds real
+namespaces, dockerds and VMs as root, and its tests carry the ``system`` marker.
+"""
 
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,30 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO, run_inv
+
+__all__ = ["REPO", "run_inv"]
+
+
+SYSTEM_DIR = Path(__file__).parent / "system"
+
+
+def _is_system(item: pytest.Item) -> bool:
+    return SYSTEM_DIR in Path(str(item.fspath)).parents
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests/system; run the fast tests first, in pytest-randomly's shuffled order
+    (each must pass alone and in any order), then the system tests in file order:
+    a module there shares one lab and ends by destroying it."""
+    for item in items:
+        if _is_system(item):
+            item.add_marker(pytest.mark.system)
+    fast = [item for item in items if not _is_system(item)]
+    system = sorted((item for item in items if _is_system(item)),
+                    key=lambda item: (str(item.fspath), item.location[1]))  # fmt: skip
+    items[:] = fast + system
 
 
 @pytest.fixture(scope="session")
@@ -34,39 +59,3 @@ def write_lab(tmp_path: Path) -> Callable[[Any], Path]:
         return path
 
     return write
-
-
-def run_inv(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    """Run an Invoke task as a user would, from the repository root."""
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-# ---------------------------------------------------------------- local provider
-# Fixtures for tests that need the local provider's real nodes (root, Linux).
-# Images are built once per cache dir ($HA_REGISTRY_LAB_CACHE or build/cache).
-
-
-@pytest.fixture(scope="session")
-def local_lab_spec(tmp_path_factory: pytest.TempPathFactory):
-    """(spec, build dir) of the test lab: its own name and subnet, never a user's lab."""
-    from local_lab import local_lab_data, write_lab
-
-    from lab.spec import load_spec
-
-    directory = tmp_path_factory.mktemp("local-lab")
-    return load_spec(write_lab(directory, local_lab_data())), directory / "build"
-
-
-@pytest.fixture(scope="session")
-def local_lab_images(local_lab_spec):
-    """The offline images in the mirror (built on first use, cached afterwards)."""
-    from lab.images import build_images
-
-    spec, build = local_lab_spec
-    return build_images(spec, build)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from lab.errors import UnknownName
+
 PHASES = ("swarm", "labels", "minio", "bucket", "redis", "registry", "fleet", "traefik", "verify")
 
 
 def phase_module(name: str) -> ModuleType:
     if name not in PHASES:
-        raise LookupError(f"no phase {name!r}; phases: {', '.join(PHASES)}")
+        raise UnknownName(f"no phase {name!r}; phases: {', '.join(PHASES)}")
     return importlib.import_module(f"lab.phases.{name}")

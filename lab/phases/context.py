@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.providers.base import Capabilities
+from lab.nodes import Capabilities
 from lab.secrets import LabSecrets
 from lab.spec import LabSpec
 

@@ -1,50 +1,19 @@
-"""The one interface every provider implements, and what it hands the engine."""
+"""The one interface every provider implements.
+
+A provider only makes nodes: it brings them up and down, saves and restores
+checkpoints of all of them, says how to reach them, and which images they can run.
+Everything else (render, phases, the engine) meets it only through this Protocol;
+every provider's constructor is ``(spec, build, *, say=print)``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from lab.nodes import Capabilities, NodeAccess
 
 
-class ProviderError(Exception):
-    """A provider cannot do what was asked; the message is one line naming the fix."""
-
-
-@dataclass(frozen=True)
-class NodeAccess:
-    """How the engine reaches one node over SSH."""
-
-    name: str
-    address: str
-    user: str
-    key_file: Path
-    port: int = 22
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What the nodes' kernel and init system offer; the renderer adapts to it."""
-
-    ipvs: bool = True  # swarm VIPs and the ingress routing mesh work
-    systemd: bool = True  # nodes run systemd (host units can be installed)
-    fleet: bool = False  # fleetctl exists on the nodes
-    # How many times slower than native the nodes run (QEMU software emulation is
-    # several): the engine's waits and timeouts and the stacks' health checks scale by it.
-    pace: float = 1.0
-
-    def scaled(self, seconds: float) -> float:
-        return seconds * self.pace
-
-    @property
-    def publish_mode(self) -> str:
-        return "ingress" if self.ipvs else "host"
-
-    @property
-    def endpoint_mode(self) -> str:
-        return "vip" if self.ipvs else "dnsrr"
-
-
+@runtime_checkable
 class Provider(Protocol):
     name: str
     capabilities: Capabilities
@@ -64,3 +33,7 @@ class Provider(Protocol):
     def snapshot_list(self) -> list[str]: ...
 
     def snapshot_delete(self, name: str) -> None: ...
+
+    def image_substitutes(self) -> tuple[str, str]:
+        """(MinIO image, load balancer kind) the nodes can really run."""
+        ...

@@ -28,8 +28,10 @@ from typing import IO, TypeVar
 
 import vagrant
 
-from lab.providers.base import Capabilities, NodeAccess, ProviderError
-from lab.render import nfs_export_path
+from lab.errors import ProviderError
+from lab.host.files import copy_contents, empty_directory
+from lab.nodes import Capabilities, NodeAccess
+from lab.paths import nfs_export_path
 from lab.spec import LabSpec
 
 T = TypeVar("T")
@@ -140,9 +142,17 @@ class VagrantProvider:
     name = "vagrant"
     capabilities = Capabilities(ipvs=True, systemd=True, fleet=False)
 
-    def __init__(self, spec: LabSpec, build: Path, vm_provider: str = "virtualbox"):
+    def __init__(
+        self,
+        spec: LabSpec,
+        build: Path,
+        *,
+        say: Callable[[str], None] = print,
+        vm_provider: str = "virtualbox",
+    ):
         self.spec = spec
         self.build = Path(build)
+        self.say = say
         self.vm_provider = vm_provider
         self.machines = [node.name for node in spec.nodes]
         self.shared_dir = nfs_export_path(spec, self.build)
@@ -186,6 +196,10 @@ class VagrantProvider:
                 echo=True,
             )
         self._save_shared(name)
+
+    def image_substitutes(self) -> tuple[str, str]:
+        """VirtualBox nodes pull from the internet as in the tutorial: the spec's own images."""
+        return self.spec.minio.image, self.spec.loadbalancer.kind
 
     def snapshot_restore(self, name: str) -> None:
         """Roll every VM and the shared directory back to checkpoint ``name``.
@@ -246,7 +260,7 @@ class VagrantProvider:
         shutil.rmtree(partial, ignore_errors=True)
         partial.parent.mkdir(parents=True, exist_ok=True)
         self.shared_dir.mkdir(parents=True, exist_ok=True)
-        _copy_tree(self.shared_dir, partial)
+        copy_contents(self.shared_dir, partial)
         # Swap in only a complete copy: a checkpoint never holds half a directory.
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
@@ -255,12 +269,8 @@ class VagrantProvider:
         # Empty and refill in place: the directory itself is the NFS export and must
         # stay the same directory (renaming it would leave stale file handles).
         self.shared_dir.mkdir(parents=True, exist_ok=True)
-        for entry in self.shared_dir.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-        _copy_tree(self._shared_copy(name), self.shared_dir)
+        empty_directory(self.shared_dir)
+        copy_contents(self._shared_copy(name), self.shared_dir)
 
     # --- running vagrant ---------------------------------------------------------
 
@@ -291,16 +301,3 @@ class VagrantProvider:
             ) from None
         except OSError as exc:
             raise ProviderError(f"vagrant {what} could not run: {exc}") from None
-
-
-def _copy_tree(source: Path, target: Path) -> None:
-    """Copy ``source``'s contents into ``target`` keeping owners, modes and links."""
-    target.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        ["cp", "-a", "--reflink=auto", f"{source}/.", str(target)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        reason = last_stderr_paragraph(result.stderr)
-        raise ProviderError(f"copying {source} to {target} failed: {reason}")

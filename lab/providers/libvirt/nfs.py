@@ -20,16 +20,18 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from lab.providers.base import ProviderError
-from lab.providers.local import (
+from lab.errors import ProviderError
+from lab.host.proc import (
     kill_and_wait,
     pid_alive,
+    pid_runs,
     read_pid,
     spawn,
     unix_socket_answers,
     wait_until,
 )
-from lab.render import USERSPACE_MOUNT_PORT, USERSPACE_NFS_PORT, nfs_export_path
+from lab.paths import nfs_export_path
+from lab.render import USERSPACE_MOUNT_PORT, USERSPACE_NFS_PORT
 from lab.spec import LabSpec
 
 INSTALL_HINT = "apt-get install -y --no-install-recommends nfs-ganesha nfs-ganesha-vfs rpcbind"
@@ -112,7 +114,7 @@ class UserspaceNfs:
     def stop(self) -> None:
         self._stop_ganesha()
         pid = read_pid(self.rpcbind_pidfile)
-        ours = pid is not None and self._ours(pid, "rpcbind")
+        ours = pid is not None and pid_runs(pid, "rpcbind")
         if ours and not self._other_ganesha_running():
             if not kill_and_wait([pid], signal.SIGTERM, 10):  # type: ignore[list-item]
                 kill_and_wait([pid])  # type: ignore[list-item]
@@ -128,7 +130,7 @@ class UserspaceNfs:
 
     def _pid(self) -> int | None:
         pid = read_pid(self.pidfile)
-        return pid if pid is not None and self._ours(pid, "ganesha.nfsd") else None
+        return pid if pid is not None and pid_runs(pid, "ganesha.nfsd") else None
 
     def _stop_ganesha(self) -> None:
         pid = self._pid()
@@ -152,19 +154,10 @@ class UserspaceNfs:
         if not wait_until(_rpcbind_answers, 10, 0.1):
             raise ProviderError(f"rpcbind did not start: see {self.dir / 'rpcbind.log'}")
 
-    @staticmethod
-    def _ours(pid: int, name: str) -> bool:
-        """``pid`` is alive and still runs ``name`` (a reused PID is someone else's)."""
-        try:
-            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-        except OSError:
-            return False
-        return Path(argv0).name == name
-
     def _other_ganesha_running(self) -> bool:
         """Another lab's ganesha still needs rpcbind."""
         for proc in Path("/proc").iterdir():
-            if proc.name.isdigit() and self._ours(int(proc.name), "ganesha.nfsd"):
+            if proc.name.isdigit() and pid_runs(int(proc.name), "ganesha.nfsd"):
                 return True
         return False
 

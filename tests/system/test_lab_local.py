@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from lab.phases import PHASES
-from tests.conftest import REPO, run_inv
+from tests.helpers import REPO, run_inv
 
 LAB_NAME = "e2e"
 SUBNET = "10.231.7"

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from local_lab import (
+
+from lab.errors import ProviderError
+from lab.images import LOCAL_BUILD_LABEL
+from lab.providers.local import LocalProvider, dockerd
+from lab.remote import HostKeyChanged, Remote, known_hosts_file
+from lab.spec import load_spec
+from tests.helpers import REPO
+from tests.system.local_lab import (
     form_swarm,
     leftovers,
     local_lab_data,
@@ -23,14 +30,6 @@ from local_lab import (
     wait_for,
     write_lab,
 )
-
-from lab.images import LOCAL_BUILD_LABEL
-from lab.providers.base import ProviderError
-from lab.providers.local import LocalProvider
-from lab.remote import HostKeyChanged, Remote, known_hosts_file
-from lab.spec import load_spec
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +125,7 @@ def test_nodes_have_private_paths_and_share_the_nfs_export(local_provider, local
         assert lines[:2] == [name, name]
         assert {"from-coreos1", "from-coreos2", "from-coreos3"} <= set(lines)
         assert "default" not in result.stdout
-    assert (local_provider.nfs_export / "from-coreos3").read_text() == "coreos3\n"
+    assert (local_provider.shared_dir / "from-coreos3").read_text() == "coreos3\n"
     assert not Path("/etc/docker/registry/who").exists()
 
 
@@ -143,7 +142,7 @@ def test_pulls_come_from_the_mirror(local_provider, local_swarm):
         stream=False,
     )
     assert f'"{LOCAL_BUILD_LABEL}":"true"' in labels.stdout
-    mirror_log = local_provider.mirror().log.read_text()
+    mirror_log = local_provider.host.mirror.log.read_text()
     assert "10.213.7.13" in mirror_log and "/v2/library/busybox/manifests/1.36" in mirror_log
 
 
@@ -235,14 +234,14 @@ def _second_lab(tmp_path: Path, name: str, subnet: str) -> LocalProvider:
 
 def test_destroy_after_an_up_that_failed_halfway(tmp_path, monkeypatch, local_lab_images):
     provider = _second_lab(tmp_path, "hrl-fail", "10.213.8")
-    real_start = LocalProvider._start_dockerd
+    real_start = dockerd.start
 
-    def start_or_fail(self, node):
-        real_start(self, node)
+    def start_or_fail(node, spec):
+        real_start(node, spec)
         if node.name == "coreos2":
             raise ProviderError("injected failure after coreos2's dockerd started")
 
-    monkeypatch.setattr(LocalProvider, "_start_dockerd", start_or_fail)
+    monkeypatch.setattr(dockerd, "start", start_or_fail)
     try:
         with pytest.raises(ProviderError, match="injected"):
             provider.up()
@@ -288,6 +287,6 @@ def test_not_root_is_one_line_naming_the_fix(tmp_path, monkeypatch):
 def test_a_missing_package_is_named(tmp_path, monkeypatch):
     provider = _second_lab(tmp_path, "hrl-nopkg", "10.213.11")
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing is found
-    monkeypatch.setattr("lab.providers.local.TOOL_PATHS", {})
+    monkeypatch.setattr("lab.host.proc.TOOL_PATHS", {})
     with pytest.raises(ProviderError, match="apt-get install docker.io"):
         provider.up()

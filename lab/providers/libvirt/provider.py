@@ -2,11 +2,12 @@
 
 What differs from VirtualBox, and why:
 
-- **Host side.** The VMs join the lab bridge the local provider makes (the host's lab
-  address is on it), so the image mirror and image builds are the local provider's,
-  called as they are. The shared directory is served by nfs-ganesha in userspace
-  (:mod:`lab.providers.userspace_nfs`): this host kind has no kernel nfsd, and 9p
-  forbids snapshots of running VMs.
+- **Host side.** The VMs join the lab bridge (:class:`lab.host.LabHost`, the host's lab
+  address is on it), so the image mirror and image builds are the same as the local
+  provider's. The shared directory is served by nfs-ganesha in userspace
+  (:mod:`lab.providers.libvirt.nfs`): this host kind has no kernel nfsd, and 9p
+  forbids snapshots of running VMs. libvirtd itself is started by :mod:`.host` where
+  no service manager runs it; the box the VMs boot is built by :mod:`.box`.
 - **Checkpoints.** ``vagrant snapshot restore --no-start`` is not honoured by
   vagrant-libvirt (it reverts each domain straight to the snapshot's state) and
   ``snapshot save`` takes each VM at a different moment. So every domain is paused
@@ -16,7 +17,7 @@ What differs from VirtualBox, and why:
   the snapshot's clock, so each one's clock is set from the host over SSH.
 - **Teardown** removes, beyond what ``vagrant destroy`` removes, any domain or disk
   volume named for the lab, the lab's own management network, the bridge and mirror
-  (the local provider's destroy) and the NFS server. libvirtd stays: it is shared.
+  (``LabHost.teardown``) and the NFS server. libvirtd stays: it is shared.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ import re
 import shutil
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from lab.box import BOX_NAME, ensure_box, lab_image_seed
-from lab.images import build_images
-from lab.providers.base import Capabilities, NodeAccess, ProviderError
-from lab.providers.local import LocalProvider
-from lab.providers.userspace_nfs import UserspaceNfs
+from lab.errors import ProviderError
+from lab.host import LabHost
+from lab.images import build_images, substitutes
+from lab.nodes import Capabilities, NodeAccess
+from lab.providers.libvirt import host as libvirt_host
+from lab.providers.libvirt.box import BOX_NAME, ensure_box, lab_image_seed
+from lab.providers.libvirt.nfs import UserspaceNfs
 from lab.providers.vagrant import SNAPSHOTS_DIR, VagrantProvider
 from lab.remote import Remote, RemoteError, known_hosts_file
 from lab.render import libvirt_management_network
@@ -82,14 +86,13 @@ class LibvirtProvider(VagrantProvider):
     # Debian's kernel and systemd in the box; IPVS is checked on the nodes after up.
     capabilities = Capabilities(ipvs=True, systemd=True, fleet=False)
 
-    def __init__(self, spec: LabSpec, build: Path, say=print):  # noqa: ANN001
-        super().__init__(spec, build, vm_provider="libvirt")
-        self.say = say
+    def __init__(self, spec: LabSpec, build: Path, *, say: Callable[[str], None] = print):
+        super().__init__(spec, build, say=say, vm_provider="libvirt")
         emulated = spec.box.libvirt_driver == "qemu"
         self.capabilities = Capabilities(
             ipvs=True, systemd=True, fleet=False, pace=EMULATED_PACE if emulated else 1.0
         )
-        self.local = LocalProvider(spec, self.build, say=say)
+        self.lab_host = LabHost(spec, self.build)
         self.nfs = UserspaceNfs(spec, self.build)
         self.domains = [f"{spec.name}-{machine}" for machine in self.machines]
         self._nodes: list[NodeAccess] | None = None
@@ -100,7 +103,7 @@ class LibvirtProvider(VagrantProvider):
         """Host network, images and NFS first (the VMs need them at boot), then `vagrant up`."""
         self._preflight()
 
-        self.local.ensure_network()
+        self.lab_host.ensure()
         if self.spec.box.libvirt == BOX_NAME:  # the kit's box, with this lab's images in it
             ensure_box(seed=lab_image_seed(self.spec, self.build, say=self.say))
         else:
@@ -113,19 +116,19 @@ class LibvirtProvider(VagrantProvider):
 
     def destroy(self) -> None:
         """Everything of the lab, whatever state a failed run left; safe to run twice."""
-        from lab import libvirt_host
 
         libvirt_host.ensure_libvirt(printer=self.say)
         if self._vagrant_has_machines():
             # vagrant validates the whole Vagrantfile first, and it names the lab bridge
-            self.local.ensure_network()
+            self.lab_host.bridge.ensure()
             super().destroy()
         shutil.rmtree(self.build / SNAPSHOTS_DIR, ignore_errors=True)
         self._remove_leftover_domains()
         self._remove_management_network()
         self.nfs.stop()
-        self.local.destroy()
-        # libvirtd itself stays: other labs and the box share it (lab.libvirt_host stops it).
+        self.lab_host.teardown()
+        known_hosts_file(self.build).unlink(missing_ok=True)
+        # libvirtd itself stays: other labs and the box share it (.host stops it).
 
     def nodes(self) -> list[NodeAccess]:
         # One `vagrant ssh-config` per process (seconds each on a busy host): the
@@ -136,7 +139,7 @@ class LibvirtProvider(VagrantProvider):
 
     def image_substitutes(self) -> tuple[str, str]:
         """The same images as the local provider: the nodes pull from the same mirror."""
-        return self.local.image_substitutes()
+        return substitutes(self.spec, self.lab_host.mirror)
 
     # --- checkpoints -----------------------------------------------------------
 
@@ -191,7 +194,6 @@ class LibvirtProvider(VagrantProvider):
     # --- libvirt -------------------------------------------------------------
 
     def _preflight(self) -> None:
-        from lab import libvirt_host
 
         plugins = self._vagrant("plugin list", lambda v: v.output("plugin", "list"))
         if "vagrant-libvirt" not in plugins:
@@ -219,7 +221,6 @@ class LibvirtProvider(VagrantProvider):
         )
 
     def _domain_states(self) -> dict[str, str]:
-        from lab import libvirt_host
 
         states = {}
         for domain in self.domains:
@@ -228,14 +229,12 @@ class LibvirtProvider(VagrantProvider):
         return states
 
     def _pause_all(self) -> None:
-        from lab import libvirt_host
 
         for domain, state in self._domain_states().items():
             if state == "running":
                 libvirt_host.virsh("suspend", domain)
 
     def _resume_all(self) -> None:
-        from lab import libvirt_host
 
         for domain, state in self._domain_states().items():
             if state == "paused":
@@ -258,7 +257,6 @@ class LibvirtProvider(VagrantProvider):
 
     def _remove_management_network(self) -> None:
         """The lab's own management network (see the Vagrantfile), once no VM uses it."""
-        from lab import libvirt_host
 
         name = libvirt_management_network(self.spec)[0]
         xml = libvirt_host.virsh("net-dumpxml", name, check=False)
@@ -269,7 +267,6 @@ class LibvirtProvider(VagrantProvider):
 
     def _remove_leftover_domains(self) -> None:
         """Domains and disks named for the lab that vagrant no longer knows (lost .vagrant)."""
-        from lab import libvirt_host
 
         for domain, state in self._domain_states().items():
             if state == "missing":

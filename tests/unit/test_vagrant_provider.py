@@ -25,17 +25,19 @@ import pytest
 from invoke.exceptions import Exit
 
 from lab.cli import friendly_errors
-from lab.providers.base import NodeAccess, ProviderError
+from lab.errors import ProviderError
+from lab.nodes import NodeAccess
+from lab.paths import nfs_export_path
 from lab.providers.vagrant import (
     VagrantProvider,
     node_access,
     snapshot_names,
     split_ssh_config,
 )
-from lab.render import nfs_export_path, render
+from lab.render import render
 from lab.spec import LabSpec, load_spec
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 MACHINES = ["coreos1", "coreos2", "coreos3"]
 
 # What VirtualBox would answer, per VM uuid; the state lives in a JSON file.
@@ -450,7 +452,7 @@ RECORDED_BOX_LIST = """\
 
 
 def test_box_list_parser_on_recorded_output() -> None:
-    from lab.providers.vagrant_libvirt import box_providers
+    from lab.providers.libvirt.provider import box_providers
 
     assert box_providers(RECORDED_BOX_LIST) == {
         "ha-registry-lab/bookworm-docker": {"libvirt"},
@@ -459,8 +461,8 @@ def test_box_list_parser_on_recorded_output() -> None:
 
 
 def test_libvirt_provider_is_recorded_as_libvirt(spec: LabSpec, build: Path) -> None:
-    from lab.providers.vagrant_libvirt import LibvirtProvider
-    from lab.workflow import PROVIDERS, make_provider
+    from lab.providers import PROVIDERS, make_provider
+    from lab.providers.libvirt.provider import LibvirtProvider
 
     provider = make_provider("libvirt", spec, build)
     assert "libvirt" in PROVIDERS
@@ -471,7 +473,7 @@ def test_libvirt_provider_is_recorded_as_libvirt(spec: LabSpec, build: Path) -> 
 
 
 def test_qemu_must_enter_the_build_directory(tmp_path: Path) -> None:
-    from lab.providers.vagrant_libvirt import not_traversable
+    from lab.providers.libvirt.provider import not_traversable
 
     private = tmp_path / "private"
     (private / "build").mkdir(parents=True)
@@ -485,8 +487,8 @@ def test_libvirt_checkpoints_pause_every_domain_around_one_vagrant_command(
     spec: LabSpec, build: Path, fake_vagrant: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """vagrant-libvirt ignores `restore --no-start`: the kit pauses, restores, then resumes."""
-    from lab import libvirt_host
-    from lab.providers.vagrant_libvirt import LibvirtProvider
+    from lab.providers.libvirt import host as libvirt_host
+    from lab.providers.libvirt.provider import LibvirtProvider
 
     provider = LibvirtProvider(spec, build)
     states = dict.fromkeys(provider.domains, "running")
@@ -523,7 +525,7 @@ def test_libvirt_checkpoints_pause_every_domain_around_one_vagrant_command(
 
 
 def test_pool_volume_names_from_recorded_vol_list() -> None:
-    from lab.providers.vagrant_libvirt import pool_volumes
+    from lab.providers.libvirt.provider import pool_volumes
 
     recorded = (
         " Name                Path\n"

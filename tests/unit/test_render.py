@@ -14,9 +14,11 @@ import pytest
 import yaml
 
 from lab import render as render_module
-from lab.providers.base import Capabilities
+from lab.host.bridge import bridge_name
+from lab.nodes import Capabilities
 from lab.render import RenderError, render
 from lab.spec import parse_spec
+from tests.helpers import REPO
 
 
 def _digests(build: Path) -> dict[str, str]:
@@ -211,11 +213,9 @@ def test_vagrantfile_defines_every_node(rendered: Path) -> None:
 
 
 def test_vagrantfile_libvirt_block_runs_the_debian_box_on_the_lab_bridge(rendered: Path) -> None:
-    from lab.providers.local import LocalProvider
-
     text = (rendered / "Vagrantfile").read_text()
-    spec = parse_spec(yaml.safe_load((Path(__file__).parent.parent / "lab.yaml").read_text()))
-    bridge = LocalProvider(spec, rendered).bridge
+    spec = parse_spec(yaml.safe_load((REPO / "lab.yaml").read_text()))
+    bridge = bridge_name(spec)
     assert f"LAB_BRIDGE = '{bridge}'" in text  # the bridge the mirror listens on
     assert "LIBVIRT_BOX = 'ha-registry-lab/bookworm-docker'" in text
     assert "LIBVIRT_DRIVER = 'qemu'" in text and "lv.driver = LIBVIRT_DRIVER" in text

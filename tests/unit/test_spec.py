@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lab.spec import SpecError, load_spec, parse_spec
-from tests.conftest import run_inv
+from tests.helpers import REPO, run_inv
 
 
 def test_default_lab_is_the_tutorials_topology(default_lab: dict[str, Any]) -> None:
@@ -184,7 +184,7 @@ def test_defaults_fill_what_lab_yaml_leaves_out(lab_data: dict[str, Any]) -> Non
 
 
 def test_load_spec_reads_the_repository_lab() -> None:
-    spec = load_spec(Path(__file__).resolve().parent.parent / "lab.yaml")
+    spec = load_spec(REPO / "lab.yaml")
     assert spec.mirror == "172.17.8.1:5000"
 
 

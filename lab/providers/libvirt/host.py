@@ -12,22 +12,22 @@ import contextlib
 import fcntl
 import os
 import shlex
+import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from lab.paths import LIBVIRT_RUN_DIR
-from lab.providers.base import ProviderError
-from lab.providers.local import (
-    clean_env,
+from lab.errors import ProviderError
+from lab.host.proc import (
     kill_and_wait,
-    pid_alive,
+    read_pid,
+    run,
     spawn,
     unix_socket_answers,
     wait_until,
 )
+from lab.paths import LIBVIRT_RUN_DIR
 
 URI = "qemu:///system"
 POOL_NAME = "default"
@@ -48,19 +48,13 @@ DAEMONS = {
 
 def virsh(*args: str, check: bool = True, timeout: float = 120) -> str:
     """``virsh -c qemu:///system ARGS``; its stdout, or a ProviderError with virsh's reason."""
-    argv = ["virsh", "-c", URI, *args]
-    try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, env=clean_env()
-        )
-    except FileNotFoundError:
-        raise ProviderError(f"virsh is missing: {INSTALL_HINT}") from None
-    except subprocess.TimeoutExpired:
-        raise ProviderError(f"`{shlex.join(argv)}` did not answer in {timeout:.0f}s") from None
+    if shutil.which("virsh") is None:
+        raise ProviderError(f"virsh is missing: {INSTALL_HINT}")
+    proc = run(["virsh", "-c", URI, *args], check=False, timeout=timeout)
     if check and proc.returncode != 0:
         lines = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
         why = lines[0] if lines else f"exit code {proc.returncode}"
-        raise ProviderError(f"`{shlex.join(argv)}` failed: {why}")
+        raise ProviderError(f"`virsh {shlex.join(args)}` failed: {why}")
     return proc.stdout
 
 
@@ -158,17 +152,7 @@ def _log(name: str) -> Path:
 
 def _recorded_pid(name: str) -> int | None:
     """The PID in ``name``'s pidfile if that process is alive and still is ``name``."""
-    try:
-        pid = int(_pidfile(name).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    if not pid_alive(pid):
-        return None
-    try:  # a reused PID belongs to someone else: leave it alone
-        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-    except OSError:
-        return None
-    return pid if Path(argv0).name == name else None
+    return read_pid(_pidfile(name), program=name)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from lab.providers.local import CGROUP_PREFIX, LocalProvider, mountinfo
+from lab.host.mounts import mountinfo
+from lab.providers.local import CGROUP_PREFIX, LocalProvider
 from lab.remote import Remote
 
 TEST_LAB_NAME = "hrl-test"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from lab.engine import Engine, PhaseFailed
+from lab.nodes import Capabilities
 from lab.phases.context import PhaseContext
-from lab.providers.base import Capabilities
 from lab.remote import CommandResult
 from lab.render import render
 from lab.spec import parse_spec

@@ -10,6 +10,8 @@ import copy
 import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 from lab import validate as v
 from lab.render import render
 from lab.spec import LabSpec, parse_spec
+from tests.helpers import REPO
 
 ALL_VALIDATORS = {
     v.VAGRANT,
@@ -290,3 +293,16 @@ def test_five_node_lab_renders_and_validates(default_lab: dict[str, Any], tmp_pa
     assert re.findall(r"server node\d 10\.44\.0\.1\d:5000", haproxy) == [
         f"server node{i} 10.44.0.{10 + i}:5000" for i in range(1, 6)
     ]
+
+
+def test_the_table_in_a_log_keeps_file_names_whole() -> None:
+    """Not a terminal (CI, `| tee`): no file name is broken across lines at 80 columns."""
+    script = (
+        "from lab.validate import ValidationResult, print_results\n"
+        "print_results([ValidationResult('units/libvirt/coreos1.cloud-config.yml', "
+        "'systemd-analyze verify', True, 'ok: 3 units verified, no warnings at all here')])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout  # fmt: skip
+    assert "units/libvirt/coreos1.cloud-config.yml" in out
+    assert "ok: 3 units verified, no warnings at all here" in out

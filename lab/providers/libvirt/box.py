@@ -26,9 +26,7 @@ import glob
 import hashlib
 import json
 import os
-import shlex
 import shutil
-import subprocess
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -37,9 +35,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lab.images import APT_SOURCES, cache_dir, debian_mirror_url
-from lab.providers.base import ProviderError
-from lab.providers.local import clean_env, mounts_under
+from lab.errors import ProviderError
+from lab.host import LabHost
+from lab.host.mounts import mounts_under
+from lab.host.proc import run
+from lab.images import APT_SOURCES, Builder, build_images, debian_mirror_url, recipes
+from lab.output import make_console
+from lab.paths import cache_dir
+from lab.providers.libvirt import host as libvirt_host
 from lab.spec import LabSpec
 
 BOX_NAME = "ha-registry-lab/bookworm-docker"
@@ -185,7 +188,7 @@ initrd /initrd.img
 boot
 """
 
-console = Console(highlight=False, soft_wrap=True)
+console = make_console(soft_wrap=True)
 
 
 @dataclass(frozen=True)
@@ -242,10 +245,9 @@ def ensure_box(out: Console | None = None, seed: ImageSeed | None = None) -> str
 
 def remove_box(out: Console | None = None) -> None:
     """Remove the box from Vagrant and its volumes from the libvirt pool (safe to run twice)."""
-    from lab.libvirt_host import ensure_libvirt, virsh
 
     out = out or console
-    ensure_libvirt(out.print)
+    libvirt_host.ensure_libvirt(out.print)
     volumes = box_volumes()
     in_use = _volumes_in_use(volumes)
     if in_use:
@@ -258,7 +260,7 @@ def remove_box(out: Console | None = None) -> None:
         _vagrant("box", "remove", "--force", "--all", BOX_NAME)
         removed.append(f"vagrant box {BOX_NAME}")
     for volume in volumes:
-        virsh("vol-delete", "--pool", _pool(), volume)
+        libvirt_host.virsh("vol-delete", "--pool", _pool(), volume)
         removed.append(f"libvirt volume {volume}")
     if removed:
         out.print("removed " + "; ".join(removed))
@@ -277,11 +279,8 @@ def box_task(spec: LabSpec, build: Path, remove: bool = False) -> None:
 
 def lab_image_seed(spec: LabSpec, build: Path, say: Callable[[str], None] = print) -> ImageSeed:
     """Build the lab's images into its mirror (cached) and name them with their digests."""
-    from lab.images import build_images, recipes
-    from lab.providers.local import LocalProvider
-
     build_images(spec, build, say=say)  # also starts the lab's bridge and mirror
-    mirror = LocalProvider(spec, build, say=say).mirror()
+    mirror = LabHost(spec, build).mirror
     images = []
     for recipe in recipes(spec):
         digest = mirror.manifest_digest(recipe.reference)
@@ -333,10 +332,10 @@ def registered_digest() -> str | None:
 
 def box_volumes() -> list[str]:
     """The box's volumes in the libvirt pool (vagrant-libvirt uploads one per box.img mtime)."""
-    from lab.libvirt_host import virsh
 
     prefix = BOX_NAME.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
-    names = [line.split()[0] for line in virsh("vol-list", _pool()).splitlines()[2:] if line]
+    listing = libvirt_host.virsh("vol-list", _pool()).splitlines()[2:]
+    names = [line.split()[0] for line in listing if line]
     return [name for name in names if name.startswith(prefix)]
 
 
@@ -435,7 +434,6 @@ def _seed_images(root: Path, seed: ImageSeed) -> None:
     not loaded: a pull records the repo digest (swarm then skips its own pull) and the
     layer digests (a later pull finds them present).
     """
-    from lab.images import Builder
 
     data_root = root / "var/lib/docker"
     builder = Builder(
@@ -525,9 +523,8 @@ def _ensure_pool_volume(out: Console) -> None:
     chunks (minutes here); ``virsh vol-upload`` takes seconds. Older volumes of this box
     are dropped unless a VM disk still builds on them.
     """
-    from lab.libvirt_host import POOL_PATH, ensure_libvirt, virsh
 
-    ensure_libvirt(out.print)
+    libvirt_host.ensure_libvirt(out.print)
     name = pool_volume_name()
     volumes = box_volumes()
     if name in volumes:
@@ -536,13 +533,13 @@ def _ensure_pool_volume(out: Console) -> None:
         image = registered_box_dir() / "box.img"
 
         def upload() -> None:
-            virsh("vol-create-as", _pool(), name, f"{DISK_GB}G", "--format", "qcow2")
+            libvirt_host.virsh("vol-create-as", _pool(), name, f"{DISK_GB}G", "--format", "qcow2")
             try:
-                virsh("vol-upload", "--pool", _pool(), name, str(image), timeout=1800)
+                libvirt_host.virsh("vol-upload", "--pool", _pool(), name, str(image), timeout=1800)
                 # qemu runs as libvirt-qemu and opens the base image read-only
-                (POOL_PATH / name).chmod(0o644)
+                (libvirt_host.POOL_PATH / name).chmod(0o644)
             except BaseException:
-                virsh("vol-delete", "--pool", _pool(), name, check=False)
+                libvirt_host.virsh("vol-delete", "--pool", _pool(), name, check=False)
                 raise
 
         _step(out, f"upload into the libvirt pool as {name}", upload)
@@ -550,7 +547,7 @@ def _ensure_pool_volume(out: Console) -> None:
     in_use = set(_volumes_in_use(stale, users_of=True))
     for volume in stale:
         if volume not in in_use:
-            virsh("vol-delete", "--pool", _pool(), volume)
+            libvirt_host.virsh("vol-delete", "--pool", _pool(), volume)
 
 
 # ------------------------------------------------------------------ helpers
@@ -571,22 +568,8 @@ def _run(
     timeout: float = 300,
     log: Path | None = None,
 ) -> str:
-    """Run a build command; on failure a ProviderError with its last output line."""
-    try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, input=input, timeout=timeout, env=clean_env()
-        )
-    except FileNotFoundError:
-        raise ProviderError(f"{argv[0]} is missing: run ./setup.sh") from None
-    if log:
-        with open(log, "a") as handle:
-            handle.write(f"$ {shlex.join(argv)}\n{proc.stdout}{proc.stderr}")
-    if check and proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        why = lines[-1] if lines else f"exit code {proc.returncode}"
-        where = f" (full output in {log})" if log else ""
-        raise ProviderError(f"`{shlex.join(argv)[:120]}` failed: {why}{where}")
-    return proc.stdout
+    """Run a build command (its output also in ``log``); its stdout, or a ProviderError."""
+    return run(argv, check=check, input=input, timeout=timeout, log=log).stdout
 
 
 def _vagrant(*args: str, timeout: float = 300) -> str:
@@ -594,25 +577,23 @@ def _vagrant(*args: str, timeout: float = 300) -> str:
 
 
 def _pool() -> str:
-    from lab.libvirt_host import POOL_NAME
 
-    return POOL_NAME
+    return libvirt_host.POOL_NAME
 
 
 def _volumes_in_use(volumes: list[str], users_of: bool = False) -> list[str]:
     """The pool's VM disks backed by one of ``volumes`` (or, with users_of, those volumes)."""
-    from lab.libvirt_host import POOL_PATH, virsh
 
     if not volumes:
         return []
     found = []
-    for line in virsh("vol-list", _pool()).splitlines()[2:]:
+    for line in libvirt_host.virsh("vol-list", _pool()).splitlines()[2:]:
         name = line.split()[0] if line.strip() else None
         if name is None or name in volumes:
             continue
-        xml = virsh("vol-dumpxml", "--pool", _pool(), name, check=False)
+        xml = libvirt_host.virsh("vol-dumpxml", "--pool", _pool(), name, check=False)
         for volume in volumes:
-            if f"<path>{POOL_PATH / volume}</path>" in xml:
+            if f"<path>{libvirt_host.POOL_PATH / volume}</path>" in xml:
                 found.append(volume if users_of else name)
     return found
 

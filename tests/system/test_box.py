@@ -13,14 +13,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_inv
-from local_lab import local_lab_data, write_lab
 
-from lab import box, libvirt_host
-from lab.libvirt_host import ensure_libvirt, virsh
-from lab.providers.base import ProviderError
-from lab.providers.local import mounts_under
+from lab.errors import ProviderError
+from lab.host.mounts import mounts_under
+from lab.providers.libvirt import box
+from lab.providers.libvirt import host as libvirt_host
+from lab.providers.libvirt.host import ensure_libvirt, virsh
 from lab.spec import load_spec
+from tests.helpers import run_inv
+from tests.system.local_lab import local_lab_data, write_lab
 
 BOX_LAB = "boxlab"
 BOX_SUBNET = "10.232.11"  # the test lab's own bridge and mirror, never a user's lab

@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from lab.providers.vagrant_libvirt import pool_volumes
-from tests.conftest import REPO
+from lab.providers.libvirt.host import ensure_libvirt
+from lab.providers.libvirt.provider import pool_volumes
+from tests.helpers import REPO
 
 LAB_NAME = "vmlab"
 SUBNET = "10.232.9"
@@ -97,6 +98,7 @@ def _lab_processes() -> list[str]:
 def vm_lab(default_lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for tool in ("vagrant", "virsh", "qemu-system-x86_64", "ganesha.nfsd", "iptables-save"):
         assert _run("which", tool).returncode == 0, f"{tool} is missing: run ./setup.sh"
+    ensure_libvirt()  # this module may run alone, on a host where nothing started libvirtd
     spec_file = tmp_path_factory.mktemp("vmlab") / "lab.yaml"
     spec_file.write_text(yaml.safe_dump(_spec(default_lab), sort_keys=False))
     if OUT.exists():  # a previous run killed before its teardown

@@ -1,0 +1,63 @@
+"""A node's own dockerd, started inside its namespaces with its own data-root,
+exec-root, socket and cgroup parent."""
+
+from __future__ import annotations
+
+import signal
+
+from lab.errors import ProviderError
+from lab.host.cgroups import kill_processes_of
+from lab.host.proc import (
+    docker_ping,
+    kill_and_wait,
+    pid_alive,
+    read_pid,
+    spawn,
+    tool_path,
+    wait_until,
+)
+from lab.providers.local.layout import NodeLayout
+from lab.providers.local.namespaces import enter
+from lab.spec import LabSpec
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+
+
+def argv(node: NodeLayout, spec: LabSpec) -> list[str]:
+    return [
+        tool_path("dockerd"),
+        "--config-file", str(node.daemon_json),
+        "--data-root", str(node.data_root),
+        "--exec-root", str(node.exec_root),
+        "--host", node.docker_host,
+        "--pidfile", str(node.dockerd_pidfile),
+        # On btrfs dockerd would pick its btrfs driver, whose per-layer subvolumes
+        # a snapshot of the node's subvolume does not include.
+        "--storage-driver", "overlay2",
+        "--cgroup-parent", node.cgroup_parent,
+        "--registry-mirror", f"http://{spec.mirror}",
+        # As the rendered daemon.json: the whole lab network is plain HTTP
+        # (mirror, every node's registry, the load balancer).
+        "--insecure-registry", spec.network.subnet,
+        "--shutdown-timeout", "5",
+    ]  # fmt: skip
+
+
+def start(node: NodeLayout, spec: LabSpec) -> None:
+    if read_pid(node.dockerd_pidfile) and docker_ping(node.socket):
+        return
+    log = node.log_dir / f"{node.name}-dockerd.log"
+    pid = spawn([*enter(node), *argv(node, spec)], log)
+    ready = wait_until(lambda: docker_ping(node.socket) or not pid_alive(pid), READY_TIMEOUT)
+    if not (ready and docker_ping(node.socket)):
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        raise ProviderError(f"{node.name}: dockerd did not start: {' '.join(tail)} ({log})")
+
+
+def stop(node: NodeLayout) -> None:
+    """SIGTERM (dockerd stops its containers), SIGKILL if it hangs, then leftover shims."""
+    pid = read_pid(node.dockerd_pidfile)
+    if pid and not kill_and_wait([pid], signal.SIGTERM, STOP_TIMEOUT):
+        kill_and_wait([pid])
+    kill_processes_of(node.cgroup_parent, node.exec_root)
