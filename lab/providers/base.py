@@ -37,3 +37,11 @@ class Provider(Protocol):
     def image_substitutes(self) -> tuple[str, str]:
         """(MinIO image, load balancer kind) the nodes can really run."""
         ...
+
+    def power_off(self, node: str) -> None:
+        """Cut one node's power: no clean shutdown, its network gone (drills)."""
+        ...
+
+    def power_on(self, node: str) -> None:
+        """Boot a node that was powered off; it rejoins the lab by itself."""
+        ...

@@ -28,7 +28,7 @@ from typing import IO, TypeVar
 
 import vagrant
 
-from lab.errors import ProviderError
+from lab.errors import ProviderError, UnknownName
 from lab.host.files import copy_contents, empty_directory
 from lab.nodes import Capabilities, NodeAccess
 from lab.paths import nfs_export_path
@@ -165,6 +165,24 @@ class VagrantProvider:
 
     def halt(self) -> None:
         self._vagrant("halt", lambda v: v.halt(), echo=True)
+
+    def power_off(self, node: str) -> None:
+        """`vagrant halt --force`: VirtualBox's poweroff, no shutdown in the guest."""
+        machine = self._machine(node)
+        self._vagrant(f"halt --force {machine}", lambda v: v.halt(vm_name=machine, force=True))
+
+    def power_on(self, node: str) -> None:
+        machine = self._machine(node)
+        self._vagrant(
+            f"up {machine}",
+            lambda v: v.up(vm_name=machine, no_provision=True, provider=self.vm_provider),
+            echo=True,
+        )
+
+    def _machine(self, node: str) -> str:
+        if node not in self.machines:
+            raise UnknownName(f"{node!r} is not a node of lab {self.spec.name}")
+        return node
 
     def destroy(self) -> None:
         """Destroy all VMs (their snapshots go with them) and the shared-directory copies."""

@@ -25,7 +25,7 @@ import pytest
 from invoke.exceptions import Exit
 
 from lab.cli import friendly_errors
-from lab.errors import ProviderError
+from lab.errors import ProviderError, UnknownName
 from lab.nodes import NodeAccess
 from lab.paths import nfs_export_path
 from lab.providers.vagrant import (
@@ -535,3 +535,35 @@ def test_pool_volume_names_from_recorded_vol_list() -> None:
         "\n"
     )
     assert pool_volumes(recorded) == ["vmlab-coreos1.img", "boxboot.img"]
+
+
+def test_power_off_is_virtualbox_poweroff_and_power_on_boots_without_provisioning(
+    spec: LabSpec, build: Path, fake_vagrant: Path
+) -> None:
+    """A drill cuts one VM's power (`halt --force`: VirtualBox poweroff) and boots it again."""
+    provider = VagrantProvider(spec, build)
+    provider.power_off("coreos2")
+    provider.power_on("coreos2")
+    assert _argvs(fake_vagrant) == [
+        ["halt", "coreos2", "--force"],
+        ["up", "coreos2", "--no-provision", "--provider=virtualbox"],
+    ]
+    with pytest.raises(UnknownName, match="'coreos9' is not a node"):
+        provider.power_off("coreos9")
+
+
+def test_libvirt_power_off_destroys_the_domain_and_power_on_starts_it(
+    spec: LabSpec, build: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lab.providers.libvirt import host as libvirt_host
+    from lab.providers.libvirt.provider import LibvirtProvider
+
+    provider = LibvirtProvider(spec, build)
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(libvirt_host, "virsh", lambda *args, **_: calls.append(args) or "")
+    monkeypatch.setattr(provider, "_wait_for_ssh", lambda node: calls.append(("ssh", node)))
+    monkeypatch.setattr(provider, "set_clocks", lambda: calls.append(("clocks",)))
+    provider.power_off("coreos3")
+    provider.power_on("coreos3")
+    domain = f"{spec.name}-coreos3"
+    assert calls == [("destroy", domain), ("start", domain), ("ssh", "coreos3"), ("clocks",)]

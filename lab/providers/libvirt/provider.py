@@ -29,8 +29,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lab.errors import ProviderError
+from lab.errors import ProviderError, UnknownName
 from lab.host import LabHost
+from lab.host.proc import tcp_open
 from lab.images import build_images, substitutes
 from lab.nodes import Capabilities, NodeAccess
 from lab.providers.libvirt import host as libvirt_host
@@ -44,6 +45,7 @@ from lab.spec import LabSpec
 PLUGIN_MISSING = "the vagrant-libvirt plugin is missing: run ./setup.sh"
 LOGS_DIR = "logs"
 CLOCK_TIMEOUT = 60.0
+BOOT_TIMEOUT = 600.0  # an emulated guest boots in minutes
 # QEMU without KVM (TCG): docker commands take 10-20 s that take one natively, and a
 # service's first answer comes minutes late. The phases' waits scale by this.
 EMULATED_PACE = 4.0
@@ -129,6 +131,30 @@ class LibvirtProvider(VagrantProvider):
         self.lab_host.teardown()
         known_hosts_file(self.build).unlink(missing_ok=True)
         # libvirtd itself stays: other labs and the box share it (.host stops it).
+
+    def power_off(self, node: str) -> None:
+        """`virsh destroy`: the domain stops at once, as when its power is cut."""
+        libvirt_host.virsh("destroy", self._domain(node))
+
+    def power_on(self, node: str) -> None:
+        """`virsh start`, then wait for SSH and set its clock (it boots at the host's time,
+        but a drill may have paused it)."""
+        libvirt_host.virsh("start", self._domain(node))
+        self._wait_for_ssh(node)
+        self.set_clocks()
+
+    def _domain(self, node: str) -> str:
+        if node not in self.machines:
+            raise UnknownName(f"{node!r} is not a node of lab {self.spec.name}")
+        return f"{self.spec.name}-{node}"
+
+    def _wait_for_ssh(self, node: str) -> None:
+        access = next(n for n in self.nodes() if n.name == node)
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while not tcp_open(access.address, access.port, timeout=2):
+            if time.monotonic() > deadline:
+                raise ProviderError(f"{node} did not answer SSH {BOOT_TIMEOUT:.0f}s after start")
+            time.sleep(2)
 
     def nodes(self) -> list[NodeAccess]:
         # One `vagrant ssh-config` per process (seconds each on a busy host): the

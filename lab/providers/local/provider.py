@@ -189,7 +189,15 @@ class LocalProvider:
 
     def start_node(self, name: str) -> None:
         """Boot a node that was stopped or killed; it rejoins its swarm by itself."""
-        self._boot(self.layout(name))
+        node = self.layout(name)
+        self._boot(node)
+        namespaces.set_link(node, up=True)
+
+    def power_off(self, node: str) -> None:
+        self.kill_node(node)
+
+    def power_on(self, node: str) -> None:
+        self.start_node(node)
 
     def docker(self, name: str, *args: str, timeout: float = 120) -> str:
         """Run the docker client on the host against a node's dockerd; stdout or ProviderError."""
