@@ -259,9 +259,35 @@ def test_load_balancers_list_every_registry(rendered: Path) -> None:
     dynamic = yaml.safe_load((rendered / "lb/traefik-dynamic.yml").read_text())
     servers = dynamic["http"]["services"]["registry"]["loadBalancer"]["servers"]
     for n in (1, 2, 3):
-        assert f"server coreos{n} 172.17.8.10{n}:5000 check" in haproxy
+        assert f"server coreos{n} 172.17.8.10{n}:5000\n" in haproxy + "\n"
         assert f"server 172.17.8.10{n}:5000" in nginx
         assert {"url": f"http://172.17.8.10{n}:5000"} in servers
+
+
+def test_every_load_balancer_fails_over_within_seconds(rendered: Path) -> None:
+    """Checks every second with 1 s timeouts (a silent registry counts as down), reads
+    retried on another registry, and nothing held for minutes by a registry that froze."""
+    haproxy = (rendered / "lb/haproxy.cfg").read_text()
+    assert "default-server check inter 1s fastinter 500ms downinter 1s fall 2 rise 2" in haproxy
+    assert "on-marked-down shutdown-sessions" in haproxy
+    for line in ("timeout check 1s", "timeout connect 1s", "timeout server 30s",
+                 "option redispatch", "retry-on conn-failure", "disable-l7-retry unless METH_GET"):
+        assert line in haproxy, line
+    nginx = (rendered / "lb/nginx.conf").read_text()
+    for line in ("max_fails=1 fail_timeout=3s", "proxy_connect_timeout 1s;",
+                 "proxy_read_timeout 15s;", "proxy_next_upstream error timeout"):
+        assert line in nginx, line
+    dynamic = yaml.safe_load((rendered / "lb/traefik-dynamic.yml").read_text())
+    balancer = dynamic["http"]["services"]["registry"]["loadBalancer"]
+    assert balancer["healthCheck"] == {"path": "/v2/", "interval": "1s", "timeout": "1s"}
+    assert dynamic["http"]["middlewares"]["retry-elsewhere"]["retry"]["attempts"] == 2
+    transport = dynamic["http"]["serversTransports"][balancer["serversTransport"]]
+    assert transport["forwardingTimeouts"]["dialTimeout"] == "1s"
+
+
+def test_a_registry_whose_storage_fails_says_so_within_seconds(rendered: Path) -> None:
+    config = yaml.safe_load((rendered / "registry/coreos2.yml").read_text())
+    assert config["health"]["storagedriver"] == {"enabled": True, "interval": "2s", "threshold": 2}
 
 
 def test_units_for_fleet_and_systemd(rendered: Path) -> None:
