@@ -142,5 +142,30 @@ def box(c, spec=None, out=None, remove=False):
     workflow.box(spec, out, remove)
 
 
-lab = Collection("lab", render, validate, up, status, destroy, images, box)
+@task(
+    help={
+        "name": "registry, redis, storage, node, leader, lb, or all (each in turn, healed between)",
+        **SPEC_HELP,
+        "node": "the node to break (default: one the design promises to survive)",
+        "seconds": "how long the fault lasts (default 20)",
+        "json": "also write every drill's numbers and promises to this file",
+    }
+)
+@cli.friendly_errors
+def drill(c, name, spec=None, out=None, node=None, seconds=20, json=None):
+    """Break one part of the running lab under load, heal it, and measure what it cost.
+
+    Pulls and pushes run through the front address during the drill; the table says
+    what failed and for how long, whether the design kept its promises (exit 1 if
+    not), and what the layout cannot promise. Timelines: build/<lab>/drills/*.png."""
+    if name in cli.HELP_FLAGS:
+        cli.show_task_help("lab.drill")
+        return
+    from lab import workflow
+
+    if not workflow.drill(name, spec, out, node=node, seconds=float(seconds), json_file=json):
+        raise cli.LabError("a promise of the design was broken (see above)")
+
+
+lab = Collection("lab", render, validate, up, status, destroy, images, box, drill)
 ns = Collection(lab, phase)

@@ -262,3 +262,63 @@ def validate_only(spec_file: str | None, out: str | None) -> None:
         raise UsageError(f"{build} has not been rendered yet: run `inv lab.render` first")
     if not print_results(validate_build(build, spec)):
         raise LabError("some files did not validate (see the table above)")
+
+
+def drill(
+    name: str,
+    spec_file: str | None,
+    out: str | None,
+    *,
+    node: str | None,
+    seconds: float,
+    json_file: str | None,
+) -> bool:
+    """Run one drill (or all, healing in between); True when every promise was kept."""
+    import json
+
+    from lab.drills import DRILLS, layout_lessons, summary_table
+    from lab.drills.faults import DrillLab
+    from lab.drills.runner import DrillOptions, DrillRun
+
+    names = list(DRILLS) if name == "all" else [name]
+    if name != "all" and name not in DRILLS:
+        raise UsageError(f"no drill {name!r}; drills: {', '.join(DRILLS)}, all")
+    if seconds <= 0 or seconds > 600:
+        raise UsageError("--seconds must be between 1 and 600")
+    lab = open_running_lab(spec_file, out)
+    spec = lab.spec
+    remote = Remote(lab.provider.nodes(), known_hosts_file(lab.build), printer=None)
+    runner = DrillRun(
+        DrillLab(spec, lab.provider, remote, lab.lb_kind),
+        front=f"{spec.lb_node.ip}:{spec.loadbalancer.port}",
+        registries=[f"{n.ip}:{spec.registry.port}" for n in spec.nodes],
+        broken_file=lab.build / "drills" / "in-force.json",
+        say=console.print,
+    )
+    options = DrillOptions(seconds=seconds, out_dir=lab.build / "drills")
+    verdicts = []
+    try:
+        for drill_name in names:
+            console.rule(f"drill {drill_name}")
+            verdicts.append(runner.run(drill_name, node, options))
+            _print_verdict(verdicts[-1])
+    finally:
+        remote.close()
+        if verdicts:
+            console.print(summary_table(verdicts))
+    for lesson in layout_lessons(spec):
+        console.print(f"lesson: {lesson}")
+    console.print(f"timelines: {options.out_dir}/<drill>.png, numbers in <drill>.json")
+    if json_file:
+        Path(json_file).write_text(json.dumps([v.as_dict() for v in verdicts], indent=1))
+    return all(not v.broken for v in verdicts)
+
+
+def _print_verdict(verdict) -> None:  # noqa: ANN001
+    for text, kept in verdict.promises:
+        mark = "[green]kept[/green]" if kept else "[red]BROKEN[/red]"
+        console.print(f"  promise {mark}: {text}")
+    for lesson in verdict.lessons:
+        console.print(f"  lesson: {lesson}")
+    for lost in verdict.numbers.lost[:10]:
+        console.print(f"  lost: {lost}", markup=False)
