@@ -8,7 +8,8 @@ The spec is strict on purpose: its values end up in shell commands run as root
 on the nodes, in YAML and JSON configs, in systemd units and in a Vagrantfile.
 Every string field therefore has a grammar (a DNS label, a docker name, an
 absolute path...), none may hold a control character, lists and strings have
-upper bounds. An error is a few short lines that quote a bad value only in part.
+upper bounds, and the YAML itself is read with bounds on its size, nesting and
+aliases. Whatever the input, an error is a few short lines and nothing else.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ from pydantic import (
 # A lab is a workshop on one host; these bounds are far above any real lab and far
 # below what makes loading slow. The README ("What lab.yaml accepts") lists them.
 
+MAX_FILE_BYTES = 1024 * 1024  # the default lab.yaml is 2 KiB
+MAX_YAML_DEPTH = 20  # lab.yaml itself nests 5 deep
+MAX_YAML_ALIASES = 50  # *alias uses in one file
+MAX_YAML_NODES = 10_000  # values once aliases are expanded: no "billion laughs"
+MAX_SCALAR_CHARS = 1024  # longer than any field's own limit
 MAX_NODES = 9  # every node is a swarm manager; raft wants few, a host runs few VMs
 MIN_MINIO_INSTANCES = 4  # distributed MinIO's minimum
 MAX_MINIO_INSTANCES = 16  # MinIO's largest erasure set
@@ -561,6 +567,128 @@ class LabSpec(_Model):
         return f"http://{self.node(instance.node).ip}:{instance.port}"
 
 
+# ------------------------------------------------------------- YAML reading
+
+
+class _Refused(Exception):
+    """The YAML is beyond a bound: where, and which bound."""
+
+    def __init__(self, mark: yaml.Mark | None, problem: str):
+        super().__init__(problem)
+        self.mark = mark
+        self.problem = problem
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader with bounds, checked while the document is composed.
+
+    Nesting deeper than MAX_YAML_DEPTH, more than MAX_YAML_ALIASES aliases, more than
+    MAX_YAML_NODES values counting each alias as the values it stands for, a scalar
+    longer than MAX_SCALAR_CHARS, a recursive alias or a key given twice in one
+    mapping stop the load at once, before anything is built from the document.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+        self._expanded = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> values it stands for
+
+    def _grow(self, count: int, mark: yaml.Mark) -> None:
+        self._expanded += count
+        if self._expanded > MAX_YAML_NODES:
+            raise _Refused(mark, f"more than {MAX_YAML_NODES} values (aliases expanded)")
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            return self._compose_alias(parent, index, event)
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _Refused(event.start_mark, f"nested deeper than {MAX_YAML_DEPTH} levels")
+        before = self._expanded
+        self._grow(1, event.start_mark)
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        if isinstance(node, yaml.ScalarNode) and len(node.value) > MAX_SCALAR_CHARS:
+            raise _Refused(node.start_mark, f"a value longer than {MAX_SCALAR_CHARS} characters")
+        self._sizes[id(node)] = self._expanded - before
+        return node
+
+    def _compose_alias(self, parent: yaml.Node | None, index: Any, event: Any) -> yaml.Node:
+        self._aliases += 1
+        if self._aliases > MAX_YAML_ALIASES:
+            raise _Refused(event.start_mark, f"more than {MAX_YAML_ALIASES} aliases (*name)")
+        node = super().compose_node(parent, index)
+        size = self._sizes.get(id(node))
+        if size is None:  # its anchor is still being composed: the alias is inside it
+            raise _Refused(event.start_mark, "an alias inside the value it names")
+        self._grow(size, event.start_mark)
+        return node
+
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        seen: set[tuple[str, str]] = set()
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            if (key.tag, key.value) in seen:  # PyYAML would silently keep the last one
+                raise _Refused(key.start_mark, f"the key {excerpt(key.value)} is given twice")
+            seen.add((key.tag, key.value))
+        return node
+
+
+def _where(mark: yaml.Mark | None) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+
+
+def _read_yaml(text: str, source: str) -> Any:
+    loader: _BoundedLoader | None = None
+    try:
+        loader = _BoundedLoader(text)  # refuses a character YAML does not allow, at once
+        return loader.get_single_data()
+    except _Refused as exc:
+        raise SpecError([f"{source}: {_where(exc.mark)}{exc.problem}"]) from None
+    except yaml.MarkedYAMLError as exc:
+        problem = exc.problem or str(exc).splitlines()[0]
+        raise SpecError(
+            [f"{source}: not valid YAML: {_where(exc.problem_mark)}{problem}"]
+        ) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        raise SpecError(
+            [f"{source}: not valid YAML: line {line}: character #x{exc.character:04x} not allowed"]
+        ) from None
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:  # e.g. date 2024-13-45
+        raise SpecError([f"{source}: not valid YAML: {str(exc).splitlines()[0]}"]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _read_text(path: Path) -> str:
+    """The file as text: at most MAX_FILE_BYTES, UTF-8; else SpecError."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)  # never more: /dev/zero is a "file" too
+    except FileNotFoundError:
+        raise SpecError([f"{path}: no such file"]) from None
+    except OSError as exc:
+        raise SpecError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpecError(
+            [f"{path.name}: larger than {MAX_FILE_BYTES // 1024} KiB; a lab file is a few KiB"]
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise SpecError(
+            [f"{path.name}: line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})"]
+        ) from None
+
+
 # ---------------------------------------------------------------- checking
 
 
@@ -732,20 +860,7 @@ def parse_spec(data: Any, source: str = "lab.yaml") -> LabSpec:
 def load_spec(path: str | Path) -> LabSpec:
     """Read and check a lab file; any problem raises SpecError (one line each)."""
     path = Path(path)
-    source = path.name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([f"{path}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([f"{path}: cannot read: {exc}"]) from None
+    text = _read_text(path)
     if not text.strip():
-        raise SpecError([f"{source}: the file is empty"])
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError([f"{source}: not valid YAML: {where}{problem}"]) from None
-    return parse_spec(data, source)
+        raise SpecError([f"{path.name}: the file is empty"])
+    return parse_spec(_read_yaml(text, path.name), path.name)

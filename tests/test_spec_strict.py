@@ -23,7 +23,7 @@ from lab.spec import (
     load_spec,
     parse_spec,
 )
-from tests.conftest import REPO
+from tests.conftest import REPO, run_inv
 from tests.local_lab import local_lab_data
 
 DEFAULT_TEXT = (REPO / "lab.yaml").read_text()
@@ -58,6 +58,59 @@ def _load_text(tmp_path: Path, text: str | bytes) -> list[str]:
         load_spec(path)
     assert time.monotonic() - started < 5, "a refusal must be quick"
     return refused.value.problems
+
+
+# ----------------------------------------------------------------- the YAML
+
+
+LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(9)
+)
+MANY_ALIASES = "x: &x 1\ny: [" + ", ".join(["*x"] * 60) + "]\n"
+
+# (id, file content, a fragment of the one line)
+BAD_FILES: list[tuple[str, str | bytes, str]] = [
+    ("billion-laughs", LAUGHS, "more than 10000 values (aliases expanded)"),
+    ("many-aliases", MANY_ALIASES, "more than 50 aliases"),
+    ("recursive-alias", "a: &a [1, *a]\n", "an alias inside the value it names"),
+    ("deep-list", "a: " + "[" * 1000 + "]" * 1000 + "\n", "nested deeper than 20 levels"),
+    ("deep-map", "a: " + "{a: " * 1000 + "1" + "}" * 1000 + "\n", "nested deeper than 20"),
+    ("five-megabytes", "name: " + "a" * 5_000_000 + "\n", "larger than 1024 KiB"),
+    ("long-scalar", "name: " + "a" * 100_000 + "\n", "a value longer than 1024 characters"),
+    ("duplicate-key", DEFAULT_TEXT + "\nnodes: []\n", "the key 'nodes' is given twice"),
+    ("undecodable", b"name: ha\xff\n", "line 1: not UTF-8 text (byte 0xff)"),
+    ("nul-byte", "name: ha\x00x\n", "character #x0000 not allowed"),
+    ("impossible-date", "name: 2024-13-45\n", "not valid YAML"),
+    ("python-tag", "name: !!python/object/apply:os.system [id]\n", "not valid YAML"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"), [(t, f) for _, t, f in BAD_FILES], ids=[i for i, _, _ in BAD_FILES]
+)
+def test_a_hostile_file_is_one_short_line(tmp_path: Path, text: str | bytes, fragment: str) -> None:
+    problems = _load_text(tmp_path, text)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("lab.yaml: ") and fragment in problems[0]
+    assert len(problems[0]) < MAX_LINE_CHARS
+
+
+def test_anchors_within_the_bounds_are_fine(tmp_path: Path) -> None:
+    text = DEFAULT_TEXT.replace(
+        "  - {name: coreos1, ip: 172.17.8.101, memory: 2048, cpus: 1}",
+        "  - &node {name: coreos1, ip: 172.17.8.101, memory: 2048, cpus: 1}",
+    ).replace(
+        "  - {name: coreos2, ip: 172.17.8.102, memory: 2048, cpus: 1}",
+        "  - {<<: *node, name: coreos2, ip: 172.17.8.102}",
+    )
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    assert load_spec(path).nodes[1].memory == 2048
+
+
+def test_a_file_that_never_ends_is_read_no_further_than_the_bound() -> None:
+    with pytest.raises(SpecError, match="larger than 1024 KiB"):
+        load_spec("/dev/zero")
 
 
 # ------------------------------------------------------ invisible characters
@@ -250,6 +303,20 @@ def test_many_problems_give_a_bounded_number_of_lines(lab_data: dict[str, Any]) 
     problems = _problems(lab_data)
     assert len(problems) == MAX_PROBLEM_LINES + 1
     assert problems[-1] == "… and 280 more problems"
+
+
+def test_a_bad_file_through_the_task_is_exit_2_short_lines_nothing_written(
+    tmp_path: Path,
+) -> None:
+    spec_file = tmp_path / "lab.yaml"
+    spec_file.write_text(LAUGHS)
+    out = tmp_path / "build"
+    result = run_inv("lab.render", "--spec", str(spec_file), "--out", str(out))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "lab.yaml: line 5, column 8: more than 10000 values (aliases expanded)"
+    ]
+    assert not out.exists()
 
 
 # ------------------------------------------- what the spec accepts, render can use
