@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from lab import render as render_module
+from lab.render import RenderError, render
 from lab.spec import (
     MAX_LINE_CHARS,
     MAX_PROBLEM_LINES,
@@ -351,6 +352,17 @@ def test_every_subnet_the_spec_accepts_is_one_render_can_use(
     assert not bridge.network.overlaps(spec.network.network)
     _, management = render_module.libvirt_management_network(spec)
     assert not ipaddress.IPv4Network(management).overlaps(spec.network.network)
+
+
+def test_an_export_that_is_a_file_in_the_build_directory_writes_nothing(
+    lab_data: dict[str, Any], tmp_path: Path
+) -> None:
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "nfs").write_text("a file where the share would be")
+    with pytest.raises(RenderError, match="exists and is not a directory"):
+        render(parse_spec(lab_data), build)
+    assert [p.name for p in build.iterdir()] == ["nfs"]
 
 
 @pytest.mark.parametrize(
