@@ -337,10 +337,13 @@ def render(
 ) -> RenderResult:
     """Render the lab into ``out`` (default build/<lab>/); secrets made on first use."""
     build = build_dir(spec.name, out)
+    export = nfs_export_path(spec, build)
+    if export.exists() and not export.is_dir():  # known before anything is written
+        raise RenderError(f"nfs.export: {export} exists and is not a directory")
     caps = caps or Capabilities()
     # Secrets live in the build directory; render in memory before touching anything else.
     secrets = ensure_secrets(build)
     files = _Renderer(spec, build, secrets, caps).files()
     written = write_build(build, files)
-    nfs_export_path(spec, build).mkdir(parents=True, exist_ok=True)
+    export.mkdir(parents=True, exist_ok=True)
     return RenderResult(build, written, secrets)

@@ -1,14 +1,28 @@
-"""Shell fragments several phases share: installing configs, running containers, digests."""
+"""Shell fragments several phases share: quoting, installing configs, running containers."""
 
 from __future__ import annotations
 
 import hashlib
+import shlex
 from pathlib import Path
 
 from lab.phases.context import PhaseContext
 from lab.plan import Step, Upload
 
 CONFIG_LABEL = "org.ha-registry-lab.config"
+
+
+def sh(*words: object) -> str:
+    """Shell words, each quoted: a value from lab.yaml stays one argument, whatever it holds.
+
+    The spec's grammars already keep metacharacters out of names, paths and images;
+    quoting here is the second line of defence, and the one place phases quote. Words
+    that are plain (``coreos1``, ``minio4=true``) come out unchanged. The placeholders
+    the engine fills in later (``{node}``, ``{node_ip}``, ``{sudo}``, captured values)
+    are left outside: quoting cannot protect what is substituted afterwards, and node
+    names and addresses are DNS labels and IPv4 addresses by the spec.
+    """
+    return " ".join(shlex.quote(str(word)) for word in words)
 
 
 def config_hash(*files: Path) -> str:
@@ -19,7 +33,7 @@ def config_hash(*files: Path) -> str:
 
 
 def install(staged: str, dest: str, mode: str = "0644") -> str:
-    return f"{{sudo}}install -D -m {mode} {staged} {dest}"
+    return f"{{sudo}}install -D -m {mode} {staged} {sh(dest)}"
 
 
 def container_step(
@@ -63,30 +77,31 @@ def container_step(
 def same_digest(registry: str, repo: str, tag: str, pull_ref: str) -> str:
     """Shell: pull ``pull_ref``; say 'same digest' if it matches ``registry``'s manifest."""
     accept = "application/vnd.docker.distribution.manifest.v2+json"
+    manifest = f"http://{registry}/v2/{repo}/manifests/{tag}"
     return (
         f"want=$(curl -s -I -m 10 -H 'Accept: {accept}' "
-        f"http://{registry}/v2/{repo}/manifests/{tag} | tr -d '\\r' "
+        f"{sh(manifest)} | tr -d '\\r' "
         "| awk -F': ' 'tolower($1)==\"docker-content-digest\"{print $2}'); "
-        f"docker pull -q {pull_ref} >/dev/null 2>&1 "
-        f"|| {{ echo 'pull of {pull_ref} failed'; exit 0; }}; "
+        f"docker pull -q {sh(pull_ref)} >/dev/null 2>&1 "
+        f"|| {{ echo {sh(f'pull of {pull_ref} failed')}; exit 0; }}; "
         "got=$(docker image inspect -f '{{range .RepoDigests}}{{.}} {{end}}' "
-        f"{pull_ref}); "
+        f"{sh(pull_ref)}); "
         'case " $got" in *"@$want "*) echo "same digest";; '
         '*) echo "pulled ${got:-nothing}, registry has ${want:-nothing}";; esac'
     )
 
 
 def http_code(url: str) -> str:
-    return f"curl -s -o /dev/null -m 5 -w '%{{http_code}}' {url}"
+    return f"curl -s -o /dev/null -m 5 -w '%{{http_code}}' {sh(url)}"
 
 
 def wait_for_storage(ctx: PhaseContext) -> Step:
     """Every node's MinIO answers: after a checkpoint the swarm needs a moment."""
-    urls = " ".join(f"{ctx.spec.minio_endpoint(n)}/minio/health/cluster" for n in ctx.spec.nodes)
+    urls = [f"{ctx.spec.minio_endpoint(n)}/minio/health/cluster" for n in ctx.spec.nodes]
     return Step(
         "wait until MinIO answers for every node",
         (ctx.leader,),
-        f"for u in {urls}; do curl -sf -m 3 -o /dev/null $u || exit 1; done",
+        f'for u in {sh(*urls)}; do curl -sf -m 3 -o /dev/null "$u" || exit 1; done',
         retry_for=180,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from lab.phases.common import http_code
+from lab.phases.common import http_code, sh
 from lab.phases.context import PhaseContext
 from lab.plan import Check, Step, Upload
 
@@ -33,7 +33,7 @@ def plan(ctx: PhaseContext) -> list[Step]:
             Step(
                 "submit and start the global unit with fleetctl",
                 (ctx.leader,),
-                f"docker rm -f registry >/dev/null 2>&1; fleetctl submit {staged} "
+                f"docker rm -f registry >/dev/null 2>&1; fleetctl submit {sh(staged)} "
                 f"&& fleetctl start {UNIT}",
                 uploads=(Upload(ctx.file(f"units/{UNIT}"), staged),),
                 guard=f"fleetctl list-units --no-legend | grep -q '^{UNIT}.*running'",

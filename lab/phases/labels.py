@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from lab.phases.common import sh
 from lab.phases.context import PhaseContext
 from lab.plan import Check, Step
 
@@ -13,7 +16,8 @@ labels as lab.yaml places the instances (one node takes two of the four)."""
 
 
 def _label_of(instance: str, node: str) -> str:
-    return f"docker node inspect -f '{{{{index .Spec.Labels \"{instance}\"}}}}' {node}"
+    template = f"{{{{index .Spec.Labels {json.dumps(instance)}}}}}"  # a Go string literal
+    return f"docker node inspect -f {sh(template)} {sh(node)}"
 
 
 def plan(ctx: PhaseContext) -> list[Step]:
@@ -21,7 +25,7 @@ def plan(ctx: PhaseContext) -> list[Step]:
         Step(
             f"label {inst.node} for {inst.name}",
             (ctx.leader,),
-            f"docker node update --label-add {inst.name}=true {inst.node}",
+            f"docker node update --label-add {sh(f'{inst.name}=true', inst.node)}",
             guard=f"{_label_of(inst.name, inst.node)} | grep -qx true",
         )
         for inst in ctx.spec.minio.instances

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lab.phases.common import http_code, sh
 from lab.phases.context import PhaseContext
 from lab.plan import Check, Step, Upload
 
@@ -23,7 +24,8 @@ def stack_file(ctx: PhaseContext) -> str:
 
 def plan(ctx: PhaseContext) -> list[Step]:
     spec = ctx.spec
-    data_dirs = " ".join(inst.data for inst in spec.minio.instances)
+    data_dirs = sh(*(inst.data for inst in spec.minio.instances))
+    stack = sh(spec.minio.stack)
     steps = [
         Step(
             "create the instances' data directories on the shared directory",
@@ -45,13 +47,13 @@ def plan(ctx: PhaseContext) -> list[Step]:
         Step(
             f"deploy the stack {spec.minio.stack}",
             (ctx.leader,),
-            f"docker stack deploy -c {stack_file(ctx)} {spec.minio.stack}",
+            f"docker stack deploy -c {sh(stack_file(ctx))} {stack}",
             uploads=(Upload(ctx.file("stacks/minio.yaml"), stack_file(ctx)),),
         ),
         Step(
             "wait until every instance runs",
             (ctx.leader,),
-            f"test -z \"$(docker stack services {spec.minio.stack} --format '{{{{.Replicas}}}}' "
+            f"test -z \"$(docker stack services {stack} --format '{{{{.Replicas}}}}' "
             "| grep -v '^1/1')\"",
             retry_for=180,
         ),
@@ -69,7 +71,7 @@ def checks(ctx: PhaseContext) -> list[Check]:
                 f"{service} runs on {inst.node}",
                 f"{inst.node} Running",
                 ctx.leader,
-                f"docker service ps {service} --filter desired-state=running "
+                f"docker service ps {sh(service)} --filter desired-state=running "
                 "--format '{{.Node}} {{.CurrentState}}' | cut -d' ' -f1,2",
                 settle_for=60,
             )
@@ -79,8 +81,7 @@ def checks(ctx: PhaseContext) -> list[Check]:
                 f"{inst.name} answers /minio/health/cluster",
                 "200",
                 inst.node,
-                "curl -s -o /dev/null -m 5 -w '%{http_code}' "
-                f"http://{ctx.ip(inst.node)}:{inst.port}/minio/health/cluster",
+                http_code(f"http://{ctx.ip(inst.node)}:{inst.port}/minio/health/cluster"),
                 settle_for=60,
             )
         )

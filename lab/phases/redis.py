@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.phases.common import container_step
+from lab.phases.common import container_step, sh
 from lab.phases.context import PhaseContext
 from lab.plan import Check, Step, contains
 
@@ -29,8 +29,8 @@ def plan(ctx: PhaseContext) -> list[Step]:
             tuple(ctx.node_names),
             CONTAINER,
             [("redis/redis.conf", conf_path(ctx), "0644")],
-            f"-p {port}:{port} -v {conf_path(ctx)}:/etc/redis/redis.conf:ro "
-            f"{ctx.spec.redis.image} redis-server /etc/redis/redis.conf",
+            f"-p {port}:{port} -v {sh(conf_path(ctx) + ':/etc/redis/redis.conf:ro')} "
+            f"{sh(ctx.spec.redis.image)} redis-server /etc/redis/redis.conf",
         ),
         Step(
             "wait until every Redis answers",
@@ -50,7 +50,7 @@ def checks(ctx: PhaseContext) -> list[Check]:
                 "Redis answers PING",
                 "PONG",
                 node,
-                f"docker exec {CONTAINER} redis-cli -h {ctx.ip(node)} -p {port} ping",
+                f"docker exec {CONTAINER} redis-cli -h {sh(ctx.ip(node))} -p {port} ping",
                 settle_for=20,
             )
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.phases.common import container_step, http_code, same_digest, wait_for_storage
+from lab.phases.common import container_step, http_code, same_digest, sh, wait_for_storage
 from lab.phases.context import PhaseContext
 from lab.plan import Check, Step
 
@@ -41,8 +41,8 @@ def plan(ctx: PhaseContext) -> list[Step]:
             tuple(ctx.node_names),
             CONTAINER,
             [("registry/{node}.yml", config_path(ctx), "0600")],
-            f"-p {port}:{port} -v {config_path(ctx)}:/etc/docker/registry/config.yml:ro "
-            f"{ctx.spec.registry.image}",
+            f"-p {port}:{port} -v {sh(config_path(ctx) + ':/etc/docker/registry/config.yml:ro')} "
+            f"{sh(ctx.spec.registry.image)}",
         )
     ]
     steps += [
@@ -56,8 +56,8 @@ def plan(ctx: PhaseContext) -> list[Step]:
         Step(
             f"push {hello} through {ctx.leader}",
             (ctx.leader,),
-            f"docker pull -q {hello} >/dev/null && docker tag {hello} {pushed} "
-            f"&& docker push {pushed}",
+            f"docker pull -q {sh(hello)} >/dev/null && docker tag {sh(hello, pushed)} "
+            f"&& docker push {sh(pushed)}",
         ),
     ]
     return steps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lab.phases.common import sh
 from lab.phases.context import PhaseContext
 from lab.plan import Check, Step, count_equals
 
@@ -43,13 +44,13 @@ def plan(ctx: PhaseContext) -> list[Step]:
                 "join the other nodes",
                 others,
                 f"docker swarm join --token {{join_token}} --advertise-addr {{node_ip}} "
-                f"{ctx.ip(leader)}:2377",
+                f"{sh(ctx.ip(leader) + ':2377')}",
                 guard=SWARM_ACTIVE,
             ),
             Step(
                 "promote them to managers (fail-over needs a quorum of managers)",
                 (leader,),
-                "docker node promote " + " ".join(others),
+                f"docker node promote {sh(*others)}",
                 guard=f"test $(docker node ls --filter role=manager -q | wc -l) -eq {managers}",
             ),
         ]
@@ -67,7 +68,7 @@ def plan(ctx: PhaseContext) -> list[Step]:
                 "busybox demo: create a service",
                 (leader,),
                 f"docker service create --detach --name {DEMO_SERVICE} --network {NETWORK} "
-                f"--init --endpoint-mode {ctx.caps.endpoint_mode} {ctx.spec.demo.busybox_image} "
+                f"--init --endpoint-mode {sh(ctx.caps.endpoint_mode, ctx.spec.demo.busybox_image)} "
                 "sleep 86400",
                 guard=f"docker service inspect {DEMO_SERVICE} >/dev/null 2>&1",
             ),

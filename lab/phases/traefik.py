@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from lab.phases.common import (
     container_step,
+    http_code,
     same_digest,
+    sh,
     wait_for_registries,
     wait_for_storage,
 )
@@ -37,19 +39,19 @@ def _run_args(ctx: PhaseContext) -> tuple[list[tuple[str, str, str]], str]:
                 ("lb/traefik.yml", f"{cfg}/traefik.yml", "0644"),
                 ("lb/traefik-dynamic.yml", f"{cfg}/dynamic.yml", "0644"),
             ],
-            f"{port} -v {cfg}/traefik.yml:/etc/traefik/traefik.yml:ro "
-            f"-v {cfg}/dynamic.yml:/etc/traefik/dynamic.yml:ro {lb.traefik_image}",
+            f"{port} -v {sh(cfg + '/traefik.yml:/etc/traefik/traefik.yml:ro')} "
+            f"-v {sh(cfg + '/dynamic.yml:/etc/traefik/dynamic.yml:ro', lb.traefik_image)}",
         )
     if ctx.lb_kind == "haproxy":
         return (
             [("lb/haproxy.cfg", f"{cfg}/haproxy.cfg", "0644")],
-            f"{port} -v {cfg}/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro "
-            f"{lb.haproxy_image} haproxy -f /usr/local/etc/haproxy/haproxy.cfg",
+            f"{port} -v {sh(cfg + '/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro')} "
+            f"{sh(lb.haproxy_image)} haproxy -f /usr/local/etc/haproxy/haproxy.cfg",
         )
     return (
         [("lb/nginx.conf", f"{cfg}/nginx.conf", "0644")],
-        f"{port} -v {cfg}/nginx.conf:/etc/nginx/nginx.conf:ro "
-        f"{lb.nginx_image} nginx -c /etc/nginx/nginx.conf -g 'daemon off;'",
+        f"{port} -v {sh(cfg + '/nginx.conf:/etc/nginx/nginx.conf:ro')} "
+        f"{sh(lb.nginx_image)} nginx -c /etc/nginx/nginx.conf -g 'daemon off;'",
     )
 
 
@@ -58,6 +60,7 @@ def plan(ctx: PhaseContext) -> list[Step]:
     configs, run_args = _run_args(ctx)
     lb = ctx.lb_address
     hello = ctx.spec.demo.hello_image
+    probe = f"{lb}/{PROBE_REPO}:{PROBE_TAG}"
     return [
         wait_for_storage(ctx),
         wait_for_registries(ctx),
@@ -67,15 +70,15 @@ def plan(ctx: PhaseContext) -> list[Step]:
         Step(
             "wait until the load balancer answers /v2/",
             (node,),
-            f"curl -sf -m 5 http://{lb}/v2/ >/dev/null",
+            f"curl -sf -m 5 {sh(f'http://{lb}/v2/')} >/dev/null",
             retry_for=90,
         ),
         Step(
             "push through the load balancer",
             (ctx.node_names[-1],),
-            f"docker pull -q {hello} >/dev/null "
-            f"&& docker tag {hello} {lb}/{PROBE_REPO}:{PROBE_TAG} "
-            f"&& docker push {lb}/{PROBE_REPO}:{PROBE_TAG}",
+            f"docker pull -q {sh(hello)} >/dev/null "
+            f"&& docker tag {sh(hello, probe)} "
+            f"&& docker push {sh(probe)}",
         ),
     ]
 
@@ -85,7 +88,8 @@ def _backends_seen(ctx: PhaseContext) -> str:
     lb = ctx.lb_address
     rounds = 4 * len(ctx.node_names)
     requests = (
-        f"for i in $(seq 1 {rounds}); do curl -s -o /dev/null -D - -m 5 http://{lb}/v2/; done"
+        f"for i in $(seq 1 {rounds}); do curl -s -o /dev/null -D - -m 5 {sh(f'http://{lb}/v2/')}; "
+        "done"
     )
     if ctx.lb_kind == "traefik":
         # Traefik's access log names the backend URL of every request.
@@ -108,7 +112,7 @@ def checks(ctx: PhaseContext) -> list[Check]:
             f"{ctx.lb_kind} answers /v2/ at {lb}",
             "200",
             ctx.spec.lb_node.name,
-            f"curl -s -o /dev/null -m 5 -w '%{{http_code}}' http://{lb}/v2/",
+            http_code(f"http://{lb}/v2/"),
             settle_for=30,
         ),
         Check(

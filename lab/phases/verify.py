@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.phases.common import same_digest, wait_for_registries, wait_for_storage
+from lab.phases.common import same_digest, sh, wait_for_registries, wait_for_storage
 from lab.phases.context import PhaseContext
 from lab.plan import Check, Step
 
@@ -18,9 +18,9 @@ TAG = "latest"
 
 def plan(ctx: PhaseContext) -> list[Step]:
     image = f"{ctx.lb_address}/{REPO}:{TAG}"
-    base = ctx.spec.demo.busybox_image
+    # printf fills the base image and the stamp in: neither is part of shell syntax.
     dockerfile = (
-        f"FROM {base}\\nRUN echo $stamp > /stamp\\nRUN echo second layer > /second\\n"
+        "FROM %s\\nRUN echo %s > /stamp\\nRUN echo second layer > /second\\n"
         "RUN echo third layer > /third\\n"
     )
     return [
@@ -35,10 +35,10 @@ def plan(ctx: PhaseContext) -> list[Step]:
         Step(
             "build a fresh three-layer image",
             (ctx.leader,),
-            f'stamp=$(date +%s%N) && printf "{dockerfile}" '
-            f"| DOCKER_BUILDKIT=0 docker build -q -t {image} - ",
+            f"stamp=$(date +%s%N) && printf {sh(dockerfile, ctx.spec.demo.busybox_image)} "
+            f'"$stamp" | DOCKER_BUILDKIT=0 docker build -q -t {sh(image)} - ',
         ),
-        Step("push it through the load balancer", (ctx.leader,), f"docker push {image}"),
+        Step("push it through the load balancer", (ctx.leader,), f"docker push {sh(image)}"),
     ]
 
 
@@ -51,7 +51,7 @@ def checks(ctx: PhaseContext) -> list[Check]:
             "same digest",
             node,
             # Other nodes drop any copy first, so the pull really goes through the LB.
-            (f"docker image rm -f {image} >/dev/null 2>&1; " if node != ctx.leader else "")
+            (f"docker image rm -f {sh(image)} >/dev/null 2>&1; " if node != ctx.leader else "")
             + same_digest(lb, REPO, TAG, image),
             timeout=180,
         )
