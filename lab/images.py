@@ -10,7 +10,6 @@ mirror can really run.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -49,8 +48,8 @@ RECIPE_LABEL = "org.ha-registry-lab.recipe"
 
 BASE_TAG = "ha-registry-lab/base:bookworm"
 BASE_RECIPE = "debootstrap --variant=minbase bookworm + host apt sources, v1"
-S3_STANDIN = "ha-registry-lab/s3-standin:moto"
-# MinIO-like checks and relays around moto (lab/standin), shipped in the S3 image
+S3_STANDIN = "ha-registry-lab/s3-standin:quorum"
+# An S3 server with MinIO's checks and quorum (lab/standin, standard library only)
 STANDIN_SCRIPT = Path(__file__).resolve().parent / "standin" / "s3_standin.py"
 APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 APT_INSTALL = (
@@ -241,37 +240,18 @@ def recipes(spec: LabSpec) -> list[Recipe]:
         Recipe(
             "s3-standin",
             S3_STANDIN,
-            f"FROM {BASE_TAG}\n{_apt('python3', 'python3-venv', 'curl')}\n"
-            "COPY wheels /wheels\n"
-            "RUN python3 -m venv /opt/moto && /opt/moto/bin/pip install --no-index"
-            " --find-links /wheels 'moto[s3]' flask flask-cors && rm -rf /wheels /root/.cache\n"
+            f"FROM {BASE_TAG}\n{_apt('python3', 'curl')}\n"
             "COPY s3_standin.py /usr/local/bin/s3_standin.py\n"
             "RUN chmod 755 /usr/local/bin/s3_standin.py\n"
-            f"{_labels('pypi moto server mode, standing in for MinIO')}\n"
-            "ENV PATH=/opt/moto/bin:$PATH\nEXPOSE 9000\n"
-            # MinIO's stack command (server http://minio{1...4}/export) arrives as
-            # arguments; sh -c ignores them: minio1 serves, the others relay to it.
-            'ENTRYPOINT ["sh", "-c", "exec python3 /usr/local/bin/s3_standin.py auto --port 9000",'
-            ' "s3-standin"]\n'
-            'CMD ["server"]\n',
+            f"{_labels('S3 stand-in for MinIO: four drives, MinIO quorum')}\n"
+            "EXPOSE 9000\n"
+            # The stack's command (server http://minio{1...4}/export) arrives as
+            # arguments, as MinIO's image takes it: every instance serves its drive.
+            'ENTRYPOINT ["python3", "/usr/local/bin/s3_standin.py"]\n'
+            'CMD ["server", "/export"]\n',
             files={"s3_standin.py": STANDIN_SCRIPT.read_text()},
-            # moto[server] would pull every service's dependencies (twice the image);
-            # S3 plus the two packages moto's server imports is all the stand-in runs.
-            wheels=(
-                f"moto[s3]=={_host_version('moto', '5.0.28')}",
-                f"flask=={_host_version('flask', '3.1.0')}",
-                f"flask-cors=={_host_version('flask-cors', '5.0.0')}",
-            ),
         ),
     ]
-
-
-def _host_version(package: str, known: str) -> str:
-    """The host's version (what the tests run against), so both agree; else a known release."""
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return known
 
 
 def debian_mirror_url(sources: Path = APT_SOURCES) -> str:
@@ -550,7 +530,7 @@ def archive_tags(archive: Path) -> list[str]:
 def substitutes(spec: LabSpec, mirror: Mirror) -> tuple[str, str]:
     """(MinIO image, load balancer kind) that nodes pulling from ``mirror`` can run: MinIO
     and Traefik only if an instructor loaded them (`inv lab.images --load`), else the
-    moto S3 stand-in and HAProxy."""
+    S3 stand-in and HAProxy."""
     minio = spec.minio.image
     if mirror.labels(minio) is None:
         minio = S3_STANDIN

@@ -158,6 +158,7 @@ def test_emulated_nodes_get_minio_health_checks_scaled_by_their_pace(
         check = service["healthcheck"]
         timing = (check["interval"], check["timeout"], check["start_period"])
         assert timing == ("20s", "40s", "240s")
+        assert service["environment"]["STANDIN_TIMEOUT_SCALE"] == "4.0"  # its peer timeouts
 
 
 def test_each_registry_uses_its_own_minio_and_shares_the_secret(rendered: Path) -> None:
