@@ -302,6 +302,9 @@ def drill(
             console.rule(f"drill {drill_name}")
             verdicts.append(runner.run(drill_name, node, options))
             _print_verdict(verdicts[-1])
+    except KeyboardInterrupt:
+        # The fault was healed on the way out (a failed heal raises LabError instead).
+        raise LabError("drill interrupted: nothing it broke is left broken", 130) from None
     finally:
         remote.close()
         if verdicts:
