@@ -245,6 +245,18 @@ class TimeSync(_Model):
     interval: str = Field("hourly", description="systemd OnCalendar= value")
 
 
+class Swarm(_Model):
+    """The swarm network the tutorial creates for its services."""
+
+    network: str = "services"
+    subnet: str = "10.20.1.0/24"
+    # --opt encrypted (IPsec ESP between nodes): only where the nodes' kernel has ESP
+    # (Capabilities.esp); the phase says so where it is left off.
+    encrypted: bool = True
+
+    _subnet = field_validator("subnet")(classmethod(lambda cls, v: Network._subnet(v)))
+
+
 class Demo(_Model):
     busybox_image: str = "busybox:1.36"
     hello_image: str = "hello-world:linux"
@@ -277,6 +289,7 @@ class LabSpec(_Model):
     registry: Registry = Registry()
     loadbalancer: LoadBalancer = LoadBalancer()
     time_sync: TimeSync = TimeSync()
+    swarm: Swarm = Swarm()
     demo: Demo = Demo()
     aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ALIASES))
     mirror_port: int = Field(5000, ge=1, le=65535, description="host-side registry mirror")
