@@ -402,6 +402,13 @@ class Engine:
         the checkpoint before it, run its preparing steps, mark it and later phases undone."""
         module = phase_module(phase)
         self._restore(self.checkpoint_before(phase))
+        index = PHASES.index(phase)
+        if index > 0:
+            # After a restore the services come back one by one: hand over only once the
+            # lab is as the previous phase left it (its checks pass, or have had their time).
+            previous = PHASES[index - 1]
+            self.console.print(f"waiting until the lab is as phase {previous} left it")
+            self.run_checks(phase_module(previous))
         for step in module.plan(self.ctx):
             if step.prepares:
                 self.run_step(phase, step)

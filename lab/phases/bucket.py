@@ -13,7 +13,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from lab.phases.context import PhaseContext
-from lab.plan import Check, Step, TraineeCommand, Upload
+from lab.plan import ABSENT, Check, Step, TraineeCommand, Upload
 from lab.secrets import write_private
 
 TITLE = "the registry's bucket"
@@ -95,7 +95,12 @@ def probe_round_trip(ctx: PhaseContext) -> str:
     s3 = s3_client(ctx)
     key = f"ha-registry-lab-probe/{uuid.uuid4().hex}"
     body = b"probe"
-    s3.put_object(Bucket=ctx.spec.bucket.name, Key=key, Body=body)
+    try:
+        s3.put_object(Bucket=ctx.spec.bucket.name, Key=key, Body=body)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            return f"{ABSENT} no bucket {ctx.spec.bucket.name}"  # nothing to wait for
+        raise
     got = s3.get_object(Bucket=ctx.spec.bucket.name, Key=key)["Body"].read()
     s3.delete_object(Bucket=ctx.spec.bucket.name, Key=key)
     return "put, get, delete ok" if got == body else f"read back {got!r}"
