@@ -119,7 +119,7 @@ def phase(
         reset=reset,
     )
     if not ok:
-        raise cli.LabError("checks failed")
+        raise cli.LabError(f"phase {name}: checks failed (see the FAIL lines above)")
 
 
 @task(help={**SPEC_HELP, "load": "a `docker save` tarball to put into the mirror instead"})
