@@ -99,8 +99,9 @@ def test_check_grades_a_lab_where_the_minio_stack_was_removed(
     from lab.workflow import open_lab
 
     opened = open_lab(str(lab[0]), str(lab[1]), "local")
+    stack = opened.spec.minio.stack  # lab.yaml's: the tutorial's minio_stack
     with Remote(opened.provider.nodes(), known_hosts_file(lab[1]), printer=None) as remote:
-        removed = remote.run("coreos1", "docker stack rm minio", stream=False)
+        removed = remote.run("coreos1", f"docker stack rm {stack}", stream=False)
         assert removed.exit_code == 0, removed.stderr
         remote.run(
             "coreos1",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from lab.cli import remainder_argv
 from lab.engine import Engine
@@ -180,3 +181,17 @@ def test_the_registry_check_accepts_any_pushed_image(ctx: PhaseContext) -> None:
     digests = [c for c in registry.checks(ctx) if "same digest" in c.name]
     assert digests and all("/v2/_catalog" in c.command for c in digests)
     assert all("absent:" in c.command for c in digests)
+
+
+def test_the_tasks_refuse_a_lab_that_is_not_up_and_mixed_flags(
+    lab_data: dict[str, Any], tmp_path: Path
+) -> None:
+    from tests.helpers import run_inv
+
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(yaml.safe_dump(lab_data))
+    where = ("--spec", str(spec), "--out", str(tmp_path / "build"))
+    ssh = run_inv("lab.ssh", "coreos1", *where, "--", "docker", "node", "ls")
+    assert ssh.returncode == 2 and "is not up" in ssh.stderr, ssh.stderr
+    mixed = run_inv("phase", "minio", "--reset", "--check", *where)
+    assert mixed.returncode == 2 and "--reset and --check do not go together" in mixed.stderr
