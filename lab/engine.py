@@ -259,7 +259,9 @@ class Engine:
         """One line per check; a failure also gets its hint. Printed once, here."""
         check = result.check
         if result.passed:
-            where = f" ({check.node})" if check.node and check.node not in check.name else ""
+            where = ""
+            if check.node and check.node not in check.name:
+                where = f" (asked on {check.node})"
             self.console.print(f"  [green]ok[/green]   {check.name}{where}")
             return
         self.console.print(fail_line(result), markup=False, soft_wrap=True)
