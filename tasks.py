@@ -37,7 +37,7 @@ def validate(c, spec=None, out=None):
     help={
         **SPEC_HELP,
         "provider": PROVIDER_HELP,
-        "demo": "also run the tutorial's busybox demo in the swarm phase",
+        "demo": "also run the tutorial's nginx service and busybox examples (swarm phase)",
         "skip_validate": "do not run the validators before bringing the lab up",
         "until": "stop after this phase (e.g. labels); a later `inv lab.up` goes on from there",
     }
@@ -83,7 +83,7 @@ def destroy(c, spec=None, out=None, provider=None):
         "reset": "restore the checkpoint before the phase and stop: do it by hand, then --check",
         "dry_run": "print the kit's exact commands per node, run nothing",
         "explain": "the tutorial section, why, the commands you type, what done looks like",
-        "demo": "with swarm: also run the busybox demo",
+        "demo": "with swarm: also run the tutorial's nginx service and busybox examples",
     }
 )
 @cli.friendly_errors
