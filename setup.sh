@@ -22,6 +22,9 @@ DEBIAN_PACKAGES=(
   qemu-system-x86 qemu-utils dnsmasq-base fdisk
   # the VMs' shared /mnt/docker_reg: an NFS server in userspace (these kernels have no nfsd)
   nfs-ganesha nfs-ganesha-vfs rpcbind
+  # trainees: the S3 client they make the bucket with (local nodes see the host's
+  # binaries); headless Chromium, which the workbook's test opens the HTML in
+  s3cmd chromium
 )
 export DEBIAN_FRONTEND=noninteractive
 missing=()

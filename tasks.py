@@ -37,7 +37,7 @@ def validate(c, spec=None, out=None):
     help={
         **SPEC_HELP,
         "provider": PROVIDER_HELP,
-        "demo": "also run the tutorial's busybox demo in the swarm phase",
+        "demo": "also run the tutorial's nginx service and busybox examples (swarm phase)",
         "skip_validate": "do not run the validators before bringing the lab up",
         "until": "stop after this phase (e.g. labels); a later `inv lab.up` goes on from there",
     }
@@ -50,13 +50,13 @@ def up(c, spec=None, out=None, provider=None, demo=False, skip_validate=False, u
     workflow.up(spec, out, provider, demo, validate=not skip_validate, until=until)
 
 
-@task(help={**SPEC_HELP})
+@task(help={**SPEC_HELP, "json": "print the progress as JSON (for scripts)"})
 @cli.friendly_errors
-def status(c, spec=None, out=None):
-    """Show which phases passed, their times and checkpoints, and the nodes' state."""
+def status(c, spec=None, out=None, json=False):
+    """Per phase: done by the kit, done by hand and graded, or failed; the last attempt."""
     from lab import workflow
 
-    workflow.status(spec, out)
+    workflow.status(spec, out, as_json=json)
 
 
 @task(
@@ -79,10 +79,11 @@ def destroy(c, spec=None, out=None, provider=None):
         "name": f"the phase: {', '.join(PHASES)}",
         **SPEC_HELP,
         "no_restore": "re-run in place instead of restoring the checkpoint before the phase",
-        "check": "only run the phase's checks (exit 1 with FAIL: lines if any fails)",
-        "dry_run": "print the exact commands per node, run nothing",
-        "explain": "say what the phase does and show its commands",
-        "demo": "with swarm: also run the busybox demo",
+        "check": "only grade the lab as it is (exit 1 with FAIL: lines and hints if any fails)",
+        "reset": "restore the checkpoint before the phase and stop: do it by hand, then --check",
+        "dry_run": "print the kit's exact commands per node, run nothing",
+        "explain": "the tutorial section, why, the commands you type, what done looks like",
+        "demo": "with swarm: also run the tutorial's nginx service and busybox examples",
     }
 )
 @cli.friendly_errors
@@ -96,8 +97,11 @@ def phase(
     dry_run=False,
     explain=False,
     demo=False,
+    reset=False,
 ):
-    """Roll the lab back to the checkpoint before a phase and replay it."""
+    """Roll the lab back to the checkpoint before a phase and replay it (the solution).
+
+    With --reset the lab stops just before the phase for a trainee to do it by hand."""
     if name in cli.HELP_FLAGS:  # `inv phase --help`: Invoke gave the flag to NAME
         cli.show_task_help("phase")
         return
@@ -112,9 +116,10 @@ def phase(
         dry_run=dry_run,
         explain=explain,
         demo=demo,
+        reset=reset,
     )
     if not ok:
-        raise cli.LabError("checks failed")
+        raise cli.LabError(f"phase {name}: checks failed (see the FAIL lines above)")
 
 
 @task(help={**SPEC_HELP, "load": "a `docker save` tarball to put into the mirror instead"})
@@ -144,6 +149,43 @@ def box(c, spec=None, out=None, remove=False):
 
 @task(
     help={
+        "node": "the node to log in to (e.g. coreos1)",
+        **SPEC_HELP,
+    }
+)
+@cli.friendly_errors
+def ssh(c, node, spec=None, out=None):
+    """A shell on NODE, or one command after `--`: `inv lab.ssh coreos1 -- docker node ls`.
+
+    Uses the system ssh client with the lab's key and the lab's pinned known_hosts; the
+    command goes to the node's shell as with plain ssh."""
+    if node in cli.HELP_FLAGS:
+        cli.show_task_help("lab.ssh")
+        return
+    from lab import workflow
+
+    workflow.ssh(node, cli.remainder_argv(c.remainder), spec, out)
+
+
+@task(
+    help={
+        **SPEC_HELP,
+        "format": "md (Markdown + topology.png) or html (one self-contained file); default md",
+        "out_dir": "where to write it (default: build/<lab>/handout/)",
+    }
+)
+@cli.friendly_errors
+def handout(c, spec=None, out=None, format="md", out_dir=None):  # noqa: A002 - the option's name
+    """Write the trainee's workbook: per phase the tutorial section, why, the commands to
+    type, what done looks like, the differences and the last run's real output."""
+    from lab import workflow
+
+    workflow.handout(spec, out, format, out_dir)
+
+
+
+@task(
+    help={
         "name": "registry, redis, storage, node, leader, lb, or all (each in turn, healed between)",
         **SPEC_HELP,
         "node": "the node to break (default: one the design promises to survive)",
@@ -167,5 +209,5 @@ def drill(c, name, spec=None, out=None, node=None, seconds=20, json=None):
         raise cli.LabError("a promise of the design was broken (see above)")
 
 
-lab = Collection("lab", render, validate, up, status, destroy, images, box, drill)
+lab = Collection("lab", render, validate, up, status, destroy, images, box, ssh, handout, drill)
 ns = Collection(lab, phase)

@@ -9,6 +9,7 @@ stays fast.
 from __future__ import annotations
 
 import functools
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from invoke.exceptions import Exit
 
 from lab.errors import LabError, UsageError
 
-__all__ = ["LabError", "UsageError", "friendly_errors", "show_task_help"]
+__all__ = ["LabError", "UsageError", "friendly_errors", "remainder_argv", "show_task_help"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,3 +51,14 @@ def show_task_help(task: str) -> None:
     tasks_dir = Path(__file__).resolve().parent.parent
     argv = [sys.executable, "-m", "invoke", "--search-root", str(tasks_dir), "--help", task]
     subprocess.run(argv, check=False)
+
+
+def remainder_argv(remainder: str, argv: list[str] | None = None) -> list[str]:
+    """The words after ``--`` on the command line, as they were given.
+
+    Invoke hands a task that remainder joined into one string; the process's own argv
+    still has the words apart, so a quoted argument stays one argument."""
+    argv = sys.argv if argv is None else argv
+    if "--" in argv:
+        return argv[argv.index("--") + 1 :]
+    return shlex.split(remainder)

@@ -21,10 +21,11 @@ from lab.errors import LabError, UnknownName
 from lab.output import make_console
 from lab.phases import PHASES, phase_module
 from lab.phases.context import STAGING, PhaseContext
-from lab.plan import Check, CheckResult, Step
+from lab.plan import ABSENT, Check, CheckResult, Step
 from lab.providers.base import Provider
 from lab.remote import CommandResult, Remote
-from lab.state import LabState, PhaseRecord
+from lab.state import KIT, RESET, TRAINEE, LabState, PhaseRecord, utc_now
+from lab.transcripts import save as save_transcript
 
 FIRST_CHECKPOINT = "after-nodes"
 STDERR_TAIL = 5
@@ -92,21 +93,33 @@ class PhaseFailed(LabError):
 
 
 class ChecksFailed(LabError):
+    """Checks failed; their FAIL lines (with hints) were already printed as they failed."""
+
     def __init__(self, phase: str, failures: list[CheckResult]):
         self.phase = phase
         self.failures = failures
-        super().__init__(
-            f"phase {phase}: {len(failures)} check(s) failed:\n"
-            + "\n".join(fail_line(f) for f in failures)
-        )
+        names = "; ".join(f.check.name for f in failures)
+        super().__init__(f"phase {phase}: {len(failures)} check(s) failed: {names}")
 
     def lines(self) -> list[str]:
-        return [*map(fail_line, self.failures), f"error: phase {self.phase}: checks failed"]
+        return [f"error: phase {self.phase}: {len(self.failures)} check(s) failed (see FAIL above)"]
 
 
 def fail_line(result: CheckResult) -> str:
-    where = f" on {result.check.node}" if result.check.node else ""
-    return f"FAIL: {result.check.name}{where}: expected {result.check.expect}, saw {result.seen!r}"
+    """One line in plain words: what should be true, and what was seen instead."""
+    check = result.check
+    where = ""
+    if check.node and check.node not in check.name:
+        where = f" (asked on {check.node})"
+    if Check.absent(result.seen):
+        return f"FAIL: {check.name}{where}: not there ({result.seen[len(ABSENT) :].strip()})"
+    return f"FAIL: {check.name}{where}: expected {check.expect!r}, saw {result.seen!r}"
+
+
+def hint_line(check: Check, hint: str) -> str:
+    """The command that shows the problem, and where to type it."""
+    where = f"on {check.node}" if check.node else "on this host"
+    return f"  hint ({where}): {hint}"
 
 
 def _render_command(command: str, values: dict[str, str]) -> str:
@@ -227,7 +240,7 @@ class Engine:
         while True:
             seen = self._probe(check)
             passed = check.passes(seen)
-            if passed or time.monotonic() >= deadline:
+            if passed or check.absent(seen) or time.monotonic() >= deadline:
                 return CheckResult(check, passed, seen)
             time.sleep(1.0)
 
@@ -239,10 +252,24 @@ class Engine:
         for check in module.checks(self.ctx):
             result = self.run_check(check, settle=all(r.passed for r in results))
             results.append(result)
-            mark = "[green]ok[/green]  " if result.passed else "[red]FAIL[/red]"
-            where = f" ({result.check.node})" if result.check.node else ""
-            self.console.print(f"  {mark} {result.check.name}{where}")
+            self._report(result)
         return results
+
+    def _report(self, result: CheckResult) -> None:
+        """One line per check; a failure also gets its hint. Printed once, here."""
+        check = result.check
+        if result.passed:
+            where = ""
+            if check.node and check.node not in check.name:
+                where = f" (asked on {check.node})"
+            self.console.print(f"  [green]ok[/green]   {check.name}{where}")
+            return
+        self.console.print(fail_line(result), markup=False, soft_wrap=True)
+        self.console.print(hint_line(check, self._hint(check)), markup=False, soft_wrap=True)
+
+    def _hint(self, check: Check) -> str:
+        hint = check.hint or check.command or "inv lab.status"
+        return _render_command(hint, self._node_values(check.node)) if check.node else hint
 
     # ------------------------------------------------------------- phases
 
@@ -251,6 +278,13 @@ class Engine:
         return FIRST_CHECKPOINT if index == 0 else f"after-{PHASES[index - 1]}"
 
     def run_phase(self, phase: str, *, checkpoint: bool = True) -> None:
+        self._start_transcript()
+        try:
+            self._run_phase(phase, checkpoint=checkpoint)
+        finally:
+            self._keep_transcript(phase)
+
+    def _run_phase(self, phase: str, *, checkpoint: bool) -> None:
         module = phase_module(phase)
         started = time.monotonic()
         self.console.rule(f"[bold]phase {phase}[/bold]: {module.TITLE}")
@@ -264,8 +298,7 @@ class Engine:
         failures = [r for r in results if not r.passed]
         seconds = time.monotonic() - started
         if failures:
-            self.state.phases[phase] = PhaseRecord("failed", seconds)
-            self.state.save(self.ctx.build)
+            self._record(phase, "failed", seconds, None, KIT, failures)
             raise ChecksFailed(phase, failures)
         name = f"after-{phase}"
         if checkpoint:
@@ -274,12 +307,45 @@ class Engine:
             saving = time.monotonic()
             self.provider.snapshot_save(name)
             self.console.print(f"checkpoint {name} taken in {time.monotonic() - saving:.1f} s")
-        self.state.phases[phase] = PhaseRecord(
-            "passed", round(seconds, 1), name if checkpoint else None
-        )
+        self._record(phase, "passed", round(seconds, 1), name if checkpoint else None, KIT, [])
         self._mark_later_stale(phase)
         self.state.save(self.ctx.build)
         self.console.print(f"[green]phase {phase} passed[/green] in {seconds:.1f} s")
+
+    def _record(
+        self,
+        phase: str,
+        status: str,
+        seconds: float,
+        checkpoint: str | None,
+        by: str,
+        failures: list[CheckResult],
+    ) -> None:
+        self.state.phases[phase] = PhaseRecord(
+            status,
+            seconds,
+            checkpoint,
+            by=by,
+            at=utc_now(),
+            failed_checks=[f.check.name for f in failures],
+        )
+        self.state.save(self.ctx.build)
+
+    # ---------------------------------------------------------- transcripts
+
+    def _start_transcript(self) -> None:
+        if self.console.record:
+            self.console.export_text(clear=True)  # drop what came before this phase
+
+    def _keep_transcript(self, phase: str) -> None:
+        if self.console.record:
+            secrets = self.ctx.secrets
+            values = (
+                secrets.minio_access_key,
+                secrets.minio_secret_key,
+                secrets.registry_http_secret,
+            )
+            save_transcript(self.ctx.build, phase, self.console.export_text(clear=True), values)
 
     def _mark_later_stale(self, phase: str) -> None:
         for later in PHASES[PHASES.index(phase) + 1 :]:
@@ -305,22 +371,52 @@ class Engine:
 
     def replay(self, phase: str, *, restore: bool = True) -> None:
         if restore:
-            wanted = self.checkpoint_before(phase)
-            existing = self.provider.snapshot_list()
-            if wanted not in existing:
-                have = ", ".join(existing) or "none"
-                raise UnknownName(
-                    f"no checkpoint {wanted!r} to replay {phase} from (checkpoints: {have}); "
-                    "run `inv lab.up` first"
-                )
-            self.console.print(f"restoring checkpoint {wanted} on all nodes")
-            started = time.monotonic()
-            self.provider.snapshot_restore(wanted)
-            self.console.print(f"restored {wanted} in {time.monotonic() - started:.1f} s")
+            self._restore(self.checkpoint_before(phase), phase)
         self.run_phase(phase)
 
+    def _restore(self, wanted: str, phase: str = "") -> None:
+        existing = self.provider.snapshot_list()
+        if wanted not in existing:
+            have = ", ".join(existing) or "none"
+            what = f" to replay {phase} from" if phase else ""
+            raise UnknownName(
+                f"no checkpoint {wanted!r}{what} (checkpoints: {have}); run `inv lab.up` first"
+            )
+        self.console.print(f"restoring checkpoint {wanted} on all nodes")
+        started = time.monotonic()
+        self.provider.snapshot_restore(wanted)
+        self.console.print(f"restored {wanted} in {time.monotonic() - started:.1f} s")
+
     def check_only(self, phase: str) -> list[CheckResult]:
-        return self.run_checks(phase_module(phase))
+        """Grade the lab as it is; a phase put back by --reset is graded as the trainee's."""
+        started = time.monotonic()
+        results = self.run_checks(phase_module(phase))
+        failures = [r for r in results if not r.passed]
+        before = self.state.phases.get(phase)
+        by = TRAINEE if before and (before.by == TRAINEE or before.status == RESET) else KIT
+        checkpoint = before.checkpoint if before else None
+        status = "failed" if failures else "passed"
+        self._record(phase, status, round(time.monotonic() - started, 1), checkpoint, by, failures)
+        return results
+
+    def reset(self, phase: str) -> None:
+        """Put the lab back to just before ``phase`` for a trainee to do it by hand: restore
+        the checkpoint before it, run its preparing steps, mark it and later phases undone."""
+        module = phase_module(phase)
+        self._restore(self.checkpoint_before(phase))
+        index = PHASES.index(phase)
+        if index > 0:
+            # After a restore the services come back one by one: hand over only once the
+            # lab is as the previous phase left it (its checks pass, or have had their time).
+            previous = PHASES[index - 1]
+            self.console.print(f"waiting until the lab is as phase {previous} left it")
+            self.run_checks(phase_module(previous))
+        for step in module.plan(self.ctx):
+            if step.prepares:
+                self.run_step(phase, step)
+        self.state.phases[phase] = PhaseRecord(RESET, by=TRAINEE, at=utc_now())
+        self._mark_later_stale(phase)
+        self.state.save(self.ctx.build)
 
     def dry_run(self, phase: str) -> list[str]:
         """The exact commands per node, with captured values left as placeholders."""

@@ -25,6 +25,7 @@ class Capabilities:
     ipvs: bool = True  # swarm VIPs and the ingress routing mesh work
     systemd: bool = True  # nodes run systemd (host units can be installed)
     fleet: bool = False  # fleetctl exists on the nodes
+    esp: bool = True  # the kernel has IPsec ESP: `--opt encrypted` overlays pass traffic
     # How many times slower than native the nodes run (QEMU software emulation is
     # several): the engine's waits and timeouts and the stacks' health checks scale by it.
     pace: float = 1.0

@@ -43,15 +43,28 @@ class Step:
     host_action: Callable[[PhaseContext], str] | None = field(default=None, compare=False)
     # What --dry-run shows when the command itself is not meant to be shown.
     display: str | None = None
+    # Kit plumbing a trainee needs before doing the phase by hand (a file the tutorial
+    # has them write, a client's config): `inv phase NAME --reset` runs these steps too.
+    prepares: bool = False
 
 
 def _equals(expected: str) -> Callable[[str], bool]:
     return lambda seen: seen == expected
 
 
+# A seen value that starts with this says the checked object is not there at all
+# (no such service, no such network): nothing is converging, so the check fails at
+# once instead of waiting out its settle time.
+ABSENT = "absent:"
+
+
 @dataclass(frozen=True)
 class Check:
-    """A named assertion: the seen value (stdout of ``command``) against ``expect``."""
+    """A named assertion: the seen value (stdout of ``command``) against ``expect``.
+
+    ``name`` is a plain sentence of what is true when the check passes (it names its
+    node itself where that matters); ``hint`` is the command a trainee runs on ``node``
+    (or on the host, for probes) to see the problem for themselves."""
 
     name: str
     expect: str
@@ -63,9 +76,14 @@ class Check:
     # Keep trying for this long: services converge, health checks turn green.
     settle_for: float = 0.0
     timeout: float = 120.0
+    hint: str = ""
 
     def passes(self, seen: str) -> bool:
         return (self.test or _equals(self.expect))(seen)
+
+    @staticmethod
+    def absent(seen: str) -> bool:
+        return seen.startswith(ABSENT)
 
 
 def contains(fragment: str) -> Callable[[str], bool]:
@@ -81,3 +99,14 @@ class CheckResult:
     check: Check
     passed: bool
     seen: str
+
+
+@dataclass(frozen=True)
+class TraineeCommand:
+    """One command the tutorial has a trainee type, on ``node`` (None: on the host)."""
+
+    why: str
+    command: str
+    node: str | None = None
+    # False: read it, do not type it now (it would undo the lab, e.g. leaving the swarm).
+    run: bool = True

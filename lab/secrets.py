@@ -35,7 +35,7 @@ class LabSecrets:
         return self.directory / name
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Create ``path`` 0600 from the start (no window where it is world-readable)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -46,7 +46,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def _ensure(path: Path, make: callable) -> bytes:  # type: ignore[valid-type]
     if not path.exists():
-        _write_private(path, make())
+        write_private(path, make())
     os.chmod(path, 0o600)
     return path.read_bytes()
 
@@ -66,8 +66,8 @@ def write_ed25519_keypair(private_file: Path, public_file: Path, comment: str) -
     public = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
-    _write_private(private_file, private)
-    _write_private(public_file, public + f" {comment}\n".encode())
+    write_private(private_file, private)
+    write_private(public_file, public + f" {comment}\n".encode())
 
 
 def _ssh_keypair(directory: Path) -> str:

@@ -507,6 +507,16 @@ class TimeSync(_Model):
     )
 
 
+class Swarm(_Model):
+    """The swarm network the tutorial creates for its services."""
+
+    network: Annotated[str, _is(NETWORK_NAME)] = "services"
+    subnet: Annotated[str, _is(_subnet)] = "10.20.1.0/24"
+    # --opt encrypted (IPsec ESP between nodes): only where the nodes' kernel has ESP
+    # (Capabilities.esp); the phase says so where it is left off.
+    encrypted: bool = True
+
+
 class Demo(_Model):
     busybox_image: Image = "busybox:1.36"
     hello_image: Image = "hello-world:linux"
@@ -535,6 +545,7 @@ class LabSpec(_Model):
     registry: Registry = Registry()
     loadbalancer: LoadBalancer = LoadBalancer()
     time_sync: TimeSync = TimeSync()
+    swarm: Swarm = Swarm()
     demo: Demo = Demo()
     # Alias commands are shell by design; they are rendered shell-quoted, one per alias.
     aliases: dict[Annotated[str, _is(ALIAS_NAME)], Annotated[str, _is(ALIAS_COMMAND)]] = Field(

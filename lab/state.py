@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lab.errors import UsageError
@@ -12,12 +13,20 @@ from lab.errors import UsageError
 STATE_FILE = "state.json"
 
 
+KIT = "kit"  # the kit ran the phase's plan
+TRAINEE = "trainee"  # a trainee did it by hand after `inv phase NAME --reset`, graded by --check
+RESET = "reset"  # status of a phase put back for a trainee to do by hand
+
+
 @dataclass
 class PhaseRecord:
-    status: str  # "passed" | "failed"
+    status: str  # "passed" | "failed" | "reset"
     seconds: float = 0.0
     checkpoint: str | None = None
     stale: bool = False  # an earlier phase was replayed after this one passed
+    by: str = KIT
+    at: str = ""  # when it was last attempted (run, reset or graded): UTC, ISO 8601
+    failed_checks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -49,3 +58,7 @@ class LabState:
     def passed(self, phase: str) -> bool:
         record = self.phases.get(phase)
         return bool(record and record.status == "passed" and not record.stale)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -10,13 +10,15 @@ left on the host (the lab's bridge and mirror).
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
 
-from lab.engine import FIRST_CHECKPOINT, ChecksFailed, Engine, OfflineShell, SshShell
+from lab.engine import FIRST_CHECKPOINT, Engine, OfflineShell, SshShell
 from lab.errors import LabError, UsageError
 from lab.host import LabHost
 from lab.output import make_console
@@ -29,9 +31,10 @@ from lab.remote import Remote, known_hosts_file
 from lab.render import render
 from lab.secrets import ensure_secrets
 from lab.spec import LabSpec, load_spec
-from lab.state import LabState
+from lab.state import RESET, TRAINEE, LabState, PhaseRecord
+from lab.trainee import explain_lines, guide, next_steps_lines
 
-console = make_console()
+console = make_console(record=True)  # each phase's output is kept as its transcript
 
 
 @dataclass
@@ -160,27 +163,59 @@ def phase(
     dry_run: bool,
     explain: bool,
     demo: bool,
+    reset: bool = False,
 ) -> bool:
-    module = phase_module(name)
+    phase_module(name)  # an unknown name is a usage error first
+    chosen = [flag for flag, on in (("--reset", reset), ("--check", check),
+              ("--explain", explain), ("--dry-run", dry_run)) if on]  # fmt: skip
+    if len(chosen) > 1:
+        raise UsageError(f"{' and '.join(chosen)} do not go together: choose one")
     if explain or dry_run:
-        lab = open_lab(spec_file, out, None)
-        console.rule(f"phase {name}: {module.TITLE}")
-        console.print(module.EXPLAIN)
-        render(lab.spec, lab.build, lab.provider.capabilities)
-        engine = Engine(context(lab, demo), lab.provider, OfflineShell(_login_users(lab)), console)
-        for line in engine.dry_run(name):
-            console.print(line, markup=False, soft_wrap=True)
+        _show_offline(name, spec_file, out, demo, explain=explain)
         return True
     lab = open_running_lab(spec_file, out)
+    if reset:
+        _run_engine(lambda engine: engine.reset(name), lab, demo)
+        for line in next_steps_lines(guide(name, context(lab, demo))):
+            console.print(line, markup=False, soft_wrap=True)
+        return True
     if check:
+        started = time.monotonic()
         results = _run_engine(lambda engine: engine.check_only(name), lab, demo)
-        failures = [r for r in results if not r.passed]
-        for line in ChecksFailed(name, failures).lines()[:-1]:
-            console.print(line, markup=False)
-        return not failures
+        passed = all(r.passed for r in results)
+        verdict = "passed" if passed else "failed"
+        console.print(f"phase {name}: checks {verdict} in {time.monotonic() - started:.1f} s")
+        return passed
     render(lab.spec, lab.build, lab.provider.capabilities)
     _run_engine(lambda engine: engine.replay(name, restore=restore), lab, demo)
     return True
+
+
+def _show_offline(
+    name: str, spec_file: str | None, out: str | None, demo: bool, *, explain: bool
+) -> None:
+    """--explain (for a trainee) or --dry-run (the kit's exact commands); runs nothing."""
+    module = phase_module(name)
+    lab = open_lab(spec_file, out, None)
+    console.rule(f"phase {name}: {module.TITLE}")
+    render(lab.spec, lab.build, lab.provider.capabilities)
+    if explain:
+        lines = explain_lines(guide(name, context(lab, demo)))
+    else:
+        console.print(module.EXPLAIN)
+        engine = Engine(context(lab, demo), lab.provider, OfflineShell(_login_users(lab)), console)
+        lines = engine.dry_run(name)
+    for line in lines:
+        console.print(line, markup=False, soft_wrap=True)
+
+
+def ssh(node: str, command: Sequence[str], spec_file: str | None, out: str | None) -> None:
+    """A shell (or one command) on ``node`` through the system ssh client; does not return."""
+    from lab.ssh import exec_ssh, pick_node
+
+    lab = open_running_lab(spec_file, out)
+    access = pick_node(lab.provider.nodes(), node)
+    exec_ssh(access, known_hosts_file(lab.build), command)
 
 
 def _login_users(lab: Lab) -> dict[str, str]:
@@ -190,24 +225,79 @@ def _login_users(lab: Lab) -> dict[str, str]:
         return {n.name: lab.spec.user for n in lab.spec.nodes}
 
 
-def status(spec_file: str | None, out: str | None) -> None:
+def phase_progress(record: PhaseRecord | None) -> str:
+    """A phase's progress in a trainee's words."""
+    if record is None:
+        return "not done"
+    if record.status == RESET:
+        shown = "your turn (reset)"
+    elif record.status == "passed":
+        shown = "done by hand, graded" if record.by == TRAINEE else "done by the kit"
+    else:
+        who = "by hand" if record.by == TRAINEE else "by the kit"
+        shown = f"failed {who}: {len(record.failed_checks)} check(s)"
+    return shown + (" (stale: an earlier phase was redone)" if record.stale else "")
+
+
+def status_data(spec: LabSpec, state: LabState) -> dict[str, object]:
+    """lab.status --json: every phase, in order, with its progress and last attempt."""
+    phases: dict[str, object] = {}
+    for name in PHASES:
+        record = state.phases.get(name)
+        phases[name] = {
+            "progress": phase_progress(record),
+            "status": record.status if record else None,
+            "by": record.by if record else None,
+            "last_attempt": (record.at or None) if record else None,
+            "seconds": record.seconds if record else None,
+            "checkpoint": record.checkpoint if record else None,
+            "stale": record.stale if record else False,
+            "failed_checks": list(record.failed_checks) if record else [],
+        }
+    return {"lab": spec.name, "provider": state.provider, "order": list(PHASES), "phases": phases}
+
+
+def status(spec_file: str | None, out: str | None, as_json: bool = False) -> None:
     spec, build = load(spec_file, out)
     state = LabState.load(build)
+    if as_json:
+        print(json.dumps(status_data(spec, state), indent=2, sort_keys=True))
+        return
     table = Table(title=f"lab {spec.name} ({state.provider or 'not up'})")
-    for column in ("phase", "status", "seconds", "checkpoint"):
+    for column in ("phase", "progress", "last attempt (UTC)", "seconds", "failed checks"):
         table.add_column(column)
     for name in PHASES:
         record = state.phases.get(name)
         if record is None:
-            table.add_row(name, "-", "", "")
+            table.add_row(name, phase_progress(None), "", "", "")
             continue
-        shown = "stale" if record.stale else record.status
-        table.add_row(name, shown, f"{record.seconds:.1f}", record.checkpoint or "")
+        table.add_row(
+            name,
+            phase_progress(record),
+            record.at.replace("T", " ").rstrip("Z"),
+            f"{record.seconds:.1f}",
+            "; ".join(record.failed_checks),
+        )
     console.print(table)
     if state.provider:
         provider = make_provider(state.provider, spec, build, say=console.print)
         for node, node_state in provider.status().items():
             console.print(f"{node}: {node_state}")
+
+
+def handout(spec_file: str | None, out: str | None, fmt: str, handout_dir: str | None) -> Path:
+    """Write the trainee's workbook (Markdown + figure, or one HTML file); say where."""
+    from lab.handout import FORMATS, workbook, write_handout
+
+    if fmt not in FORMATS:
+        raise UsageError(f"no handout format {fmt!r}; formats: {', '.join(FORMATS)}")
+    lab = open_lab(spec_file, out, None)
+    render(lab.spec, lab.build, lab.provider.capabilities)
+    book = workbook(context(lab), LabState.load(lab.build), phase_progress)
+    target = Path(handout_dir).resolve() if handout_dir else lab.build / "handout"
+    path = write_handout(book, lab.spec, lab.lb_kind, fmt, target)
+    console.print(f"workbook written: {path}")
+    return path
 
 
 def destroy(spec_file: str | None, out: str | None, provider: str | None) -> None:

@@ -7,9 +7,10 @@ import subprocess
 
 from lab.phases.common import http_code, sh
 from lab.phases.context import PhaseContext
-from lab.plan import Check, Step, Upload
+from lab.plan import Check, Step, TraineeCommand, Upload
 
 TITLE = "the registry as a host-level unit"
+TUTORIAL = "Another way how to run Docker Registry (fleet unit registry.service)"
 EXPLAIN = """\
 The tutorial's other way to run the registry on CoreOS: a unit file,
 registry.service, started on every node. On old CoreOS fleet did that with a
@@ -77,7 +78,12 @@ def verify_units(ctx: PhaseContext) -> str:
 def checks(ctx: PhaseContext) -> list[Check]:
     if not ctx.caps.systemd:
         return [
-            Check("the registry units pass systemd-analyze verify", "verified", probe=verify_units)
+            Check(
+                "the registry units pass systemd-analyze verify",
+                "verified",
+                probe=verify_units,
+                hint=f"systemd-analyze verify {ctx.file('units/systemd/' + UNIT)}",
+            )
         ]
     result = []
     for node in ctx.node_names:
@@ -88,19 +94,69 @@ def checks(ctx: PhaseContext) -> list[Check]:
                     "running",
                     node,
                     f"fleetctl list-units --no-legend | awk '/^{UNIT}/ {{print $4}}' | head -n 1",
+                    hint="fleetctl list-units",
                 )
             )
         else:
             result.append(
-                Check("the unit is active", "active", node, f"systemctl is-active {UNIT}")
+                Check(
+                    f"{UNIT} is active on {node}",
+                    "active",
+                    node,
+                    f"systemctl is-active {UNIT}",
+                    hint=f"systemctl status {UNIT}; journalctl -u {UNIT} -n 20",
+                )
             )
         result.append(
             Check(
-                "registry answers /v2/",
+                f"the registry on {node} answers /v2/",
                 "200",
                 node,
                 http_code(f"http://{ctx.ip(node)}:{ctx.registry_port}/v2/"),
                 settle_for=30,
+                hint=f"curl -i http://{ctx.ip(node)}:{ctx.registry_port}/v2/",
             )
         )
     return result
+
+
+def trainee(ctx: PhaseContext) -> list[TraineeCommand]:
+    leader = ctx.leader
+    if ctx.caps.fleet:
+        return [
+            TraineeCommand(
+                "submit and start the global unit",
+                f"fleetctl submit {UNIT} && fleetctl start {UNIT}",
+                leader,
+            ),
+            TraineeCommand("it runs on every node", "fleetctl list-units", leader),
+            TraineeCommand("read only: remove it", f"fleetctl destroy {UNIT}", leader, run=False),
+        ]
+    return [
+        *(
+            TraineeCommand(
+                f"the unit (build/<lab>/units/systemd/{UNIT}, copied to the node) replaces the "
+                "registry container with the same config; systemd starts it at boot"
+                + ("" if ctx.caps.systemd else " (not on these nodes: no systemd)"),
+                f"docker rm -f registry; cp {UNIT} /etc/systemd/system/ "
+                f"&& systemctl daemon-reload && systemctl enable --now {UNIT}",
+                node,
+                run=ctx.caps.systemd,
+            )
+            for node in ctx.node_names
+        ),
+        TraineeCommand("it runs", f"systemctl status {UNIT}", leader, run=ctx.caps.systemd),
+        TraineeCommand(
+            "read only: remove it", f"systemctl disable --now {UNIT}", leader, run=False
+        ),
+    ]
+
+
+def differences(ctx: PhaseContext) -> list[str]:
+    diffs = ["fleet is gone from Flatcar: the same unit runs under systemd on every node"]
+    if not ctx.caps.systemd:
+        diffs.append(
+            "these nodes run no systemd: the phase only verifies the rendered units "
+            "(systemd-analyze verify) and the registry containers keep running"
+        )
+    return diffs

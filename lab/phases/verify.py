@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from lab.phases.common import same_digest, sh, wait_for_registries, wait_for_storage
 from lab.phases.context import PhaseContext
-from lab.plan import Check, Step
+from lab.plan import Check, Step, TraineeCommand
 
 TITLE = "a fresh image pushed through the load balancer, pulled on every node"
+TUTORIAL = "Docker Registry High Availability And Load Balancing (the end-to-end proof)"
 EXPLAIN = """\
 The end-to-end proof: build a new image with several layers on the first node
 (so nothing about it is cached anywhere), push it through the load balancer,
@@ -54,6 +55,31 @@ def checks(ctx: PhaseContext) -> list[Check]:
             (f"docker image rm -f {sh(image)} >/dev/null 2>&1; " if node != ctx.leader else "")
             + same_digest(lb, REPO, TAG, image),
             timeout=180,
+            hint=f"curl -s http://{lb}/v2/_catalog; docker pull {image}",
         )
         for node in ctx.node_names
     ]
+
+
+def trainee(ctx: PhaseContext) -> list[TraineeCommand]:
+    image = f"{ctx.lb_address}/{REPO}:{TAG}"
+    base = ctx.spec.demo.busybox_image
+    return [
+        TraineeCommand(
+            "build a new image nobody has yet",
+            f"printf 'FROM {base}\\nRUN date > /stamp\\n' | DOCKER_BUILDKIT=0 "
+            f"docker build -t {image} -",
+            ctx.leader,
+        ),
+        TraineeCommand("push it through the load balancer", f"docker push {image}", ctx.leader),
+        *(
+            TraineeCommand(
+                "pull it on another node, through the load balancer", f"docker pull {image}", node
+            )
+            for node in ctx.node_names[1:]
+        ),
+    ]
+
+
+def differences(ctx: PhaseContext) -> list[str]:
+    return ["the tutorial stops at the load balancer; this phase is the kit's own proof"]

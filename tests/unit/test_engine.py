@@ -97,7 +97,10 @@ def test_a_failing_step_names_node_command_exit_code_and_stderr(ctx: PhaseContex
         Engine(ctx, SnapshotLog(), shell).run_phase("swarm")
     message = str(failure.value)
     assert "node: coreos1  exit code: 3" in message
-    assert "docker network create --driver overlay --attachable lab-net" in message
+    network = (
+        "docker network create --driver overlay --subnet 10.20.1.0/24 --opt encrypted services"
+    )
+    assert network in message
     assert "| boom" in message and "hint:" in message
 
 
