@@ -186,7 +186,8 @@ def registry_drill(lab: DrillLab, node: str | None) -> DrillTarget:
 def redis_drill(lab: DrillLab, node: str | None) -> DrillTarget:
     node = node or default_node(lab.spec)
     target = _container(lab, "redis", node, REDIS_CONTAINER, "Redis")
-    target.promises = [at_most_failed_pulls(0.01), at_most_failed_pushes(0.01)]
+    # Without its cache a registry asks the storage for every blob: slower, but it works.
+    target.promises = [at_most_failed_pulls(0.01), at_most_failed_pushes(0.05)]
     return target
 
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_V1 = "application/vnd.docker.container.image.v1+json"
 LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-REQUEST_TIMEOUT = 5.0  # a request that hangs longer counts as failed
+REQUEST_TIMEOUT = 15.0  # a request that hangs longer counts as failed (a user gives up)
 PULL_REPO = "lab/drill-seed"
 PUSH_REPO = "lab/drill"
 

@@ -22,7 +22,7 @@ SETTLE = 5.0  # seconds of steady success wanted after healing
 HEAL_TIMEOUT = 120.0  # for the lab to answer again after healing
 SETTLE_TIMEOUT = 60.0  # for requests to succeed steadily again
 LEADER_EVERY = 2.0
-LOST_PATIENCE = 30.0
+LOST_PATIENCE = 60.0  # a node that was off heals its drives and cache first
 
 
 def _gives_back(address: str, push: Outcome) -> bool:
