@@ -4,7 +4,9 @@ puts nodes on this host (namespaces, or VMs bridged to it)."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 
+from lab.errors import ProviderError
 from lab.host.proc import run
 from lab.spec import LabSpec
 
@@ -39,8 +41,32 @@ class LabBridge:
     def exists(self) -> bool:
         return run(["ip", "link", "show", self.name], check=False).returncode == 0
 
+    def host_networks(self) -> list[tuple[str, ipaddress.IPv4Interface]]:
+        """(interface, address) of every IPv4 address on this host."""
+        found = []
+        for line in run(["ip", "-o", "-4", "addr", "show"]).stdout.splitlines():
+            fields = line.split()
+            if "inet" in fields:
+                found.append((fields[1], ipaddress.IPv4Interface(fields[fields.index("inet") + 1])))
+        return found
+
+    def check_free(self) -> None:
+        """Two labs (or a lab and the host) on one subnet would answer each other's
+        addresses: refuse before anything is made. A wider network around ours (docker0's
+        172.17.0.0/16 around 172.17.8.0/24) is left alone: the narrower route wins."""
+        ours = self.spec.network.network
+        for interface, address in self.host_networks():
+            other = address.network
+            narrower_or_equal = other.prefixlen >= ours.prefixlen
+            if interface != self.name and other.overlaps(ours) and narrower_or_equal:
+                raise ProviderError(
+                    f"network.subnet {ours} overlaps {address.network} on {interface} "
+                    "(another lab, or this host's own network): choose another subnet"
+                )
+
     def ensure(self) -> None:
         net = self.spec.network
+        self.check_free()
         if not self.exists():
             run(["ip", "link", "add", self.name, "type", "bridge"])
         address = f"{net.host}/{net.prefixlen}"

@@ -19,7 +19,7 @@ from tests.helpers import run_inv
 from tests.system.local_lab import local_lab_data
 
 LAB_NAME = "hrl-drills"
-SUBNET = "10.213.41"
+SUBNET = "10.213.43"
 DRILL_SECONDS = "12"
 
 
