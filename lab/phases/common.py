@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from lab.phases.context import PhaseContext
 from lab.plan import Step, Upload
 
 CONFIG_LABEL = "org.ha-registry-lab.config"
+EXPANDABLE = re.compile(r"[A-Za-z0-9.:/_@$ -]*")  # no quotes, backticks or $( )
 
 
 def sh(*words: object) -> str:
@@ -74,18 +76,29 @@ def container_step(
     return Step(title, nodes, command, guard=guard, uploads=uploads)
 
 
+def expanding(word: str) -> str:
+    """A word that names shell variables the command itself set ($repo, $tag): double
+    quotes let them expand, and the rest may only be address and path characters."""
+    if not EXPANDABLE.fullmatch(word):
+        raise ValueError(f"{word!r} is not safe inside double quotes")
+    return f'"{word}"'
+
+
 def same_digest(registry: str, repo: str, tag: str, pull_ref: str) -> str:
-    """Shell: pull ``pull_ref``; say 'same digest' if it matches ``registry``'s manifest."""
+    """Shell: pull ``pull_ref``; say 'same digest' if it matches ``registry``'s manifest.
+
+    ``repo`` and ``tag`` may be shell variables a probe set before (``$repo``)."""
     accept = "application/vnd.docker.distribution.manifest.v2+json"
     manifest = f"http://{registry}/v2/{repo}/manifests/{tag}"
+    word = expanding if "$" in repo + tag else sh
     return (
         f"want=$(curl -s -I -m 10 -H 'Accept: {accept}' "
-        f"{sh(manifest)} | tr -d '\\r' "
+        f"{word(manifest)} | tr -d '\\r' "
         "| awk -F': ' 'tolower($1)==\"docker-content-digest\"{print $2}'); "
-        f"docker pull -q {sh(pull_ref)} >/dev/null 2>&1 "
-        f"|| {{ echo {sh(f'pull of {pull_ref} failed')}; exit 0; }}; "
+        f"docker pull -q {word(pull_ref)} >/dev/null 2>&1 "
+        f"|| {{ echo {word(f'pull of {pull_ref} failed')}; exit 0; }}; "
         "got=$(docker image inspect -f '{{range .RepoDigests}}{{.}} {{end}}' "
-        f"{sh(pull_ref)}); "
+        f"{word(pull_ref)}); "
         'case " $got" in *"@$want "*) echo "same digest";; '
         '*) echo "pulled ${got:-nothing}, registry has ${want:-nothing}";; esac'
     )

@@ -291,3 +291,16 @@ def test_alias_commands_are_shell_and_stay_one_alias_each(
     assert not log.exists(), "sourcing the aliases ran a command"
     defined = set((tmp_path / "calls.log.aliases").read_text().split("\0")[:-1])
     assert defined == {f"{name}={command}" for name, command in spec.aliases.items()}
+
+
+def test_a_check_that_finds_its_image_first_lets_the_shell_expand_it() -> None:
+    """registry's check picks $repo and $tag from the catalogue, then pulls them: those
+    words are double-quoted (they must expand), everything else stays single-quoted."""
+    from lab.phases.common import same_digest
+
+    command = same_digest("10.0.0.1:5000", "$repo", "$tag", "10.0.0.2:5000/$repo:$tag")
+    assert 'docker pull -q "10.0.0.2:5000/$repo:$tag"' in command
+    plain = same_digest("10.0.0.1:5000", "lab/hello", "linux", "10.0.0.2:5000/lab/hello:linux")
+    assert "docker pull -q 10.0.0.2:5000/lab/hello:linux" in plain
+    with pytest.raises(ValueError, match="not safe inside double quotes"):
+        same_digest("10.0.0.1:5000", "$repo", "$tag", "x/$(reboot):$tag")
