@@ -145,7 +145,7 @@ def up(
         return timings
     console.print(
         f"[bold green]lab {lab.spec.name} is up[/bold green]: registry behind "
-        f"{lab.lb_kind} at http://{lab.spec.lb_node.ip}:{lab.spec.loadbalancer.port}"
+        f"{lab.lb_kind} at http://{lab.spec.front_address}:{lab.spec.loadbalancer.port}"
     )
     return timings
 
