@@ -60,7 +60,8 @@ def _run_args(ctx: PhaseContext) -> tuple[list[tuple[str, str, str]], str]:
 
 
 def _has_vip(ctx: PhaseContext) -> bool:
-    return ctx.spec.loadbalancer.vip is not None
+    """Several load balancer nodes, behind the virtual IP the spec then requires."""
+    return len(ctx.lb_node_names) > 1
 
 
 def _own_lb(ctx: PhaseContext, node: str) -> str:

@@ -308,3 +308,30 @@ def test_exactly_one_lb_node_must_hold_the_vip(
     assert result.passed is passes
     assert result.seen == f"coreos1={holders['coreos1']} coreos2={holders['coreos2']}"
     assert [node for node, _ in shell.ran] == ["coreos1", "coreos2"]
+
+
+def test_no_payload_escapes_the_front_doors_quoting(ha_spec: LabSpec, tmp_path: Path) -> None:
+    """As tests/unit/test_phase_quoting.py does for the tutorial's lab, for the fields
+    only the front door puts on command lines, its across-nodes check included."""
+    from tests.unit import test_phase_quoting as quoting
+
+    result = render(ha_spec, tmp_path / "build", LOCAL)
+
+    def commands(spec: LabSpec) -> set[str]:
+        ctx = _ctx(spec, result.build)
+        held = [c.command for c in traefik.checks(ctx) if c.across]
+        return quoting.node_commands(spec, result.build, result.secrets) | set(held)
+
+    baseline = commands(ha_spec)
+    for field in (("loadbalancer", "vip"), ("loadbalancer", "keepalived_image")):
+        for number, payload in enumerate(quoting.PAYLOADS):
+            value = f"v:{payload}"
+            changed = sorted(commands(quoting._bypass(ha_spec, field, value)) - baseline)
+            workdir = tmp_path / f"{field[1]}-{number}"
+            workdir.mkdir()
+            calls = quoting.run_recorded(changed, workdir)
+            where = f"{field[1]} = {value!r}"
+            assert changed, where
+            assert not [c for c in calls if quoting.CANARY in c[0]], f"{where} ran a command"
+            assert [p.name for p in workdir.iterdir()] == ["calls.log"], f"{where} wrote a file"
+            assert any(value in arg for call in calls for arg in call[1:]), where
