@@ -290,7 +290,7 @@ def drill(
     remote = Remote(lab.provider.nodes(), known_hosts_file(lab.build), printer=None)
     runner = DrillRun(
         DrillLab(spec, lab.provider, remote, lab.lb_kind),
-        front=f"{spec.lb_node.ip}:{spec.loadbalancer.port}",
+        front=f"{spec.front_address}:{spec.loadbalancer.port}",
         registries=[f"{n.ip}:{spec.registry.port}" for n in spec.nodes],
         broken_file=lab.build / "drills" / "in-force.json",
         say=console.print,

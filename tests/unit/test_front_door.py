@@ -310,6 +310,43 @@ def test_exactly_one_lb_node_must_hold_the_vip(
     assert [node for node, _ in shell.ran] == ["coreos1", "coreos2"]
 
 
+# ------------------------------------------------------------- the drills
+
+
+class HolderRemote:
+    """SSH as a drill uses it: only ``holder`` has the VIP on an interface."""
+
+    def __init__(self, holder: str):
+        self.holder = holder
+
+    def run(self, node: str, command: str, **_: Any) -> CommandResult:
+        held = f"2: eth0 inet {VIP}/24" if node == self.holder and VIP in command else ""
+        return CommandResult(node, command, 0, held, "", 0.01)
+
+
+def _drill_lab(spec: LabSpec, holder: str) -> Any:
+    from lab.drills.faults import DrillLab
+
+    return DrillLab(spec, None, HolderRemote(holder), "haproxy")  # type: ignore[arg-type]
+
+
+def test_the_lb_drill_stops_the_vip_holders_lb_and_promises_a_fast_failover(
+    ha_spec: LabSpec,
+) -> None:
+    from lab.drills.faults import lb_drill, node_drill
+
+    assert _drill_lab(ha_spec, "coreos2").vip_holder() == "coreos2"
+    target = lb_drill(_drill_lab(ha_spec, "coreos2"), None)
+    assert target.action == "stop the load balancer on coreos2"
+    assert [p.text for p in target.promises] == [
+        "at most 5% of pulls fail",
+        "requests succeed again within 5 s of the fault",
+    ]
+    holder_down = node_drill(_drill_lab(ha_spec, "coreos2"), "coreos2")
+    assert "at most 5% of pulls fail" in [p.text for p in holder_down.promises]
+    assert not [lesson for lesson in holder_down.lessons if "load balancer" in lesson]
+
+
 def test_no_payload_escapes_the_front_doors_quoting(ha_spec: LabSpec, tmp_path: Path) -> None:
     """As tests/unit/test_phase_quoting.py does for the tutorial's lab, for the fields
     only the front door puts on command lines, its across-nodes check included."""
