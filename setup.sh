@@ -11,7 +11,7 @@ fi
 
 DEBIAN_PACKAGES=(
   # validators of the rendered files
-  vagrant kmod ignition docker-registry haproxy nginx systemd
+  vagrant kmod ignition docker-registry haproxy nginx systemd keepalived
   # the local provider: one dockerd and sshd per network namespace, state on btrfs
   docker.io openssh-server openssh-client iproute2 iptables util-linux procps curl btrfs-progs
   # offline images and the host-side mirror

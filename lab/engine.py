@@ -226,10 +226,15 @@ class Engine:
                 return check.probe(self.ctx)
             except Exception as exc:  # a probe's failure is a seen value, not a crash
                 return f"error: {exc}"
+        if check.across:
+            return " ".join(f"{node}={self._seen_on(check, node)}" for node in check.across)
         assert check.node is not None
-        command = _render_command(check.command, self._node_values(check.node))
+        return self._seen_on(check, check.node)
+
+    def _seen_on(self, check: Check, node: str) -> str:
+        command = _render_command(check.command, self._node_values(node))
         timeout = self.ctx.caps.scaled(check.timeout)
-        result = self.remote.run(check.node, command, timeout=timeout, echo=False)
+        result = self.remote.run(node, command, timeout=timeout, echo=False)
         seen = result.stdout.strip()
         if result.exit_code != 0 and not seen:
             seen = f"exit {result.exit_code}: {result.stderr.strip()[-200:]}"

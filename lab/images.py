@@ -156,6 +156,17 @@ server {
 }
 """
 
+# keepalived in the foreground, logging to the container's output, VRRP only (no IPVS).
+# A restarted container keeps its files, and a pid file left by the last run names a PID
+# that is alive again (this one): keepalived would refuse to start. Start from none.
+KEEPALIVED_ENTRYPOINT = """\
+#!/bin/sh
+set -e
+rm -rf /run/keepalived && mkdir -p /run/keepalived
+exec keepalived --dont-fork --log-console --log-detail --vrrp \\
+  --pid /run/keepalived/keepalived.pid --vrrp_pid /run/keepalived/vrrp.pid "$@"
+"""
+
 HELLO_TEXT = """
 Hello from Docker!
 This message shows that your installation appears to be working correctly.
@@ -165,6 +176,25 @@ This message shows that your installation appears to be working correctly.
 
 def recipes(spec: LabSpec) -> list[Recipe]:
     """The images the phases use, under the names lab.yaml gives them."""
+    return _tutorial_recipes(spec) + ([_keepalived_recipe(spec)] if spec.loadbalancer.vip else [])
+
+
+def _keepalived_recipe(spec: LabSpec) -> Recipe:
+    """keepalived for a virtual IP in front of the load balancers; curl for its health check."""
+    return Recipe(
+        "keepalived",
+        spec.loadbalancer.keepalived_image,
+        f"FROM {BASE_TAG}\n{_apt('keepalived', 'curl')}\n"
+        "COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh\n"
+        "RUN chmod 755 /usr/local/bin/docker-entrypoint.sh\n"
+        f"{_labels('debian keepalived 2.2')}\n"
+        'ENTRYPOINT ["docker-entrypoint.sh"]\n'
+        'CMD ["--use-file", "/etc/keepalived/keepalived.conf"]\n',
+        files={"docker-entrypoint.sh": KEEPALIVED_ENTRYPOINT},
+    )
+
+
+def _tutorial_recipes(spec: LabSpec) -> list[Recipe]:
     busybox = spec.demo.busybox_image
     return [
         Recipe(

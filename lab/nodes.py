@@ -29,6 +29,9 @@ class Capabilities:
     # How many times slower than native the nodes run (QEMU software emulation is
     # several): the engine's waits and timeouts and the stacks' health checks scale by it.
     pace: float = 1.0
+    # The nodes' NIC on the lab network, where a virtual IP goes: Vagrant's VMs have it
+    # second (eth0 is Vagrant's NAT or management network), a namespace has only eth0.
+    lab_interface: str = "eth1"
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.pace

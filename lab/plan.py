@@ -71,6 +71,9 @@ class Check:
     node: str | None = None
     command: str = ""
     test: Callable[[str], bool] | None = field(default=None, compare=False)
+    # Run ``command`` on each of these nodes instead (a property of several nodes, such
+    # as which one holds an address); the seen value is "node=output ..." in this order.
+    across: tuple[str, ...] = ()
     # Host-side checks return the seen value themselves.
     probe: Callable[[PhaseContext], str] | None = field(default=None, compare=False)
     # Keep trying for this long: services converge, health checks turn green.

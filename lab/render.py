@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import math
 import os
 import shlex
 import urllib.parse
@@ -32,6 +33,7 @@ IGNITION_VERSION = "3.3.0"
 USERSPACE_NFS_PORT = 2049
 USERSPACE_MOUNT_PORT = 20048
 MANIFEST = ".rendered"
+KEEPALIVED_DIR = "lb/keepalived"  # one config per load balancer node: <node>.conf
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
 
@@ -276,7 +278,40 @@ class _Renderer:
             RenderedFile("lb/haproxy.cfg", self.text("stacks/lb/haproxy.cfg.j2").encode()),
             RenderedFile("lb/nginx.conf", self.text("stacks/lb/nginx.conf.j2").encode()),
         ]
+        out += self.keepalived_files()
         return sorted(out, key=lambda f: f.path)
+
+    def keepalived_files(self) -> list[RenderedFile]:
+        """A keepalived config per load balancer node, when a virtual IP fronts them."""
+        spec = self.spec
+        if spec.loadbalancer.vip is None:
+            return []
+        lb_nodes = spec.lb_nodes
+        # The health check's curl may take longer on slow (emulated) nodes.
+        curl_seconds = math.ceil(self.caps.scaled(1))
+        return [
+            RenderedFile(
+                keepalived_config(node.name),
+                self.text(
+                    "stacks/lb/keepalived.conf.j2",
+                    node=node,
+                    priority=vrrp_priority(rank),
+                    peers=[peer for peer in lb_nodes if peer != node],
+                    curl_seconds=curl_seconds,
+                ).encode(),
+            )
+            for rank, node in enumerate(lb_nodes)
+        ]
+
+
+def keepalived_config(node: str) -> str:
+    """The rendered keepalived config of ``node``, relative to the build directory."""
+    return f"{KEEPALIVED_DIR}/{node}.conf"
+
+
+def vrrp_priority(rank: int) -> int:
+    """Priorities by the order of loadbalancer.nodes: 150, 140, ... (VRRP allows 1-254)."""
+    return max(150 - 10 * rank, 1)
 
 
 def _sequential_names(spec: LabSpec) -> bool:

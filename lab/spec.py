@@ -15,6 +15,7 @@ aliases. Whatever the input, an error is a few short lines and nothing else.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import ipaddress
 import re
 import reprlib
@@ -51,6 +52,8 @@ MAX_ALIASES = 32
 MAX_PROBLEM_LINES = 20  # then "... and K more problems"
 MAX_LINE_CHARS = 240
 EXCERPT_CHARS = 40  # of a bad value, quoted in an error line
+# Debian bookworm's keepalived, built offline (lab/images.py); tagged by what it holds.
+KEEPALIVED_IMAGE = "ha-registry-lab/keepalived:2.2.7"
 
 
 # ------------------------------------------------------------------ errors
@@ -488,10 +491,22 @@ class Registry(_Model):
 class LoadBalancer(_Model):
     kind: Literal["traefik", "haproxy", "nginx"] = "traefik"
     node: HostName | None = Field(None, description="node that runs it; default: the first node")
+    nodes: list[HostName] | None = Field(
+        None,
+        max_length=MAX_NODES,
+        description="nodes that run it (a front door that survives a node); default: [node]",
+    )
+    vip: Annotated[str, _is(_ipv4)] | None = Field(
+        None, description="virtual IP keepalived moves between `nodes`; required with 2 or more"
+    )
+    vrrp_id: int | None = Field(
+        None, ge=1, le=255, description="VRRP virtual_router_id; default: derived from the lab name"
+    )
     port: Port = 80
     traefik_image: Image = "traefik:v3.1"
     haproxy_image: Image = "haproxy:2.6"
     nginx_image: Image = "nginx:1.22"
+    keepalived_image: Image = KEEPALIVED_IMAGE
 
     @property
     def image(self) -> str:
@@ -566,8 +581,30 @@ class LabSpec(_Model):
         return next(n for n in self.nodes if n.name == name)
 
     @property
+    def lb_nodes(self) -> list[Node]:
+        """The nodes that run the load balancer, in priority order (the first is preferred)."""
+        lb = self.loadbalancer
+        if lb.nodes:
+            return [self.node(name) for name in lb.nodes]
+        return [self.node(lb.node)] if lb.node else [self.nodes[0]]
+
+    @property
     def lb_node(self) -> Node:
-        return self.node(self.loadbalancer.node) if self.loadbalancer.node else self.nodes[0]
+        """The first (in the tutorial's layout the only) load balancer node."""
+        return self.lb_nodes[0]
+
+    @property
+    def front_address(self) -> str:
+        """The lab's front address: the virtual IP if there is one, else the LB node's IP."""
+        return self.loadbalancer.vip or self.lb_node.ip
+
+    @property
+    def vrrp_router_id(self) -> int:
+        """VRRP's virtual_router_id: lab.yaml's, else one derived from the lab's name (stable
+        across renders, and likely different for two labs sharing a network)."""
+        if self.loadbalancer.vrrp_id is not None:
+            return self.loadbalancer.vrrp_id
+        return int(hashlib.sha256(self.name.encode()).hexdigest(), 16) % 255 + 1
 
     @property
     def mirror(self) -> str:
@@ -845,12 +882,54 @@ def _semantic_problems(spec: LabSpec) -> list[tuple[str, str]]:
         claim(inst.node, inst.port, f"{where}.port")
         if not inst.data.startswith(spec.nfs.mount.rstrip("/") + "/"):
             problems.append((f"{where}.data", f"{inst.data!r} is not under nfs.mount"))
-    lb = spec.loadbalancer
-    if lb.node is not None and lb.node not in known:
-        problems.append(("loadbalancer.node", f"{lb.node!r} is not a node of this lab"))
-    else:
-        claim(spec.lb_node.name, lb.port, "loadbalancer.port")
+    lb_problems = _load_balancer_problems(spec, known)
+    problems += lb_problems
+    if not lb_problems:
+        for node in spec.lb_nodes:
+            claim(node.name, spec.loadbalancer.port, "loadbalancer.port")
     return problems
+
+
+def _load_balancer_problems(spec: LabSpec, known: set[str]) -> list[tuple[str, str]]:
+    """Which nodes run the load balancer, and the virtual IP in front of them."""
+    lb = spec.loadbalancer
+    if lb.node is not None and lb.nodes is not None:
+        return [("loadbalancer.node", "give loadbalancer.node or loadbalancer.nodes, not both")]
+    if lb.node is not None and lb.node not in known:
+        return [("loadbalancer.node", f"{lb.node!r} is not a node of this lab")]
+    if lb.nodes is not None and not lb.nodes:
+        return [("loadbalancer.nodes", "needs at least one node")]
+    problems: list[tuple[str, str]] = []
+    for i, name in enumerate(lb.nodes or []):
+        if name not in known:
+            problems.append((f"loadbalancer.nodes[{i}]", f"{name!r} is not a node of this lab"))
+        elif name in lb.nodes[:i]:
+            problems.append((f"loadbalancer.nodes[{i}]", f"{name!r} is listed twice"))
+    if problems:
+        return problems
+    return _vip_problems(spec)
+
+
+def _vip_problems(spec: LabSpec) -> list[tuple[str, str]]:
+    vip, count = spec.loadbalancer.vip, len(spec.lb_nodes)
+    subnet = spec.network.network
+    if vip is None:
+        if count > 1:
+            return [("loadbalancer.vip", f"is required when the load balancer runs on {count} "
+                     f"nodes: give a free address in {subnet}")]  # fmt: skip
+        return []
+    if count < 2:
+        return [("loadbalancer.vip", "a virtual IP needs the load balancer on 2 or more nodes "
+                 "(loadbalancer.nodes)")]  # fmt: skip
+    address = ipaddress.IPv4Address(vip)
+    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+        return [("loadbalancer.vip", f"{vip!r} is outside the lab subnet {subnet}")]
+    if vip == spec.network.host:
+        return [("loadbalancer.vip", f"{vip!r} is the host's address on the lab")]
+    holders = [n.name for n in spec.nodes if n.ip == vip]
+    if holders:
+        return [("loadbalancer.vip", f"{vip!r} is {holders[0]}'s address")]
+    return []
 
 
 def parse_spec(data: Any, source: str = "lab.yaml") -> LabSpec:

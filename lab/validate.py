@@ -2,7 +2,7 @@
 
 Every rendered file is handed to the program that will read it in the lab
 (``vagrant validate``, ``ignition-validate``, ``docker stack config``, the
-registry binary, ``redis-server``, ``haproxy -c``, ``nginx -t``,
+registry binary, ``redis-server``, ``haproxy -c``, ``nginx -t``, ``keepalived -t``,
 ``systemd-analyze verify``) or, for Traefik, to the JSON schemas shipped in
 ``schemas/``. A missing program is a failure naming the Debian package that
 provides it, never a skip. Checks run concurrently; servers started for a
@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -40,7 +41,7 @@ from rich.table import Table
 
 from lab.output import make_console
 from lab.paths import REPO_ROOT
-from lab.render import mount_unit_name
+from lab.render import keepalived_config, mount_unit_name
 from lab.secrets import SECRETS_DIRNAME
 from lab.spec import LabSpec
 
@@ -568,6 +569,42 @@ def check_nginx(path: Path, ctx: Context) -> Outcome:
     return False, re.sub(r"^[\d/]+ [\d:]+ (\[\w+\]) \d+#\d+: ", r"\1 ", line)  # drop time, pid
 
 
+# --------------------------------------------------------------- keepalived
+
+
+def keepalived_interfaces(text: str) -> list[str]:
+    """The interfaces a keepalived config names (``interface X``, ``... dev X``)."""
+    names = re.findall(r"^\s*interface\s+(\S+)", text, re.M)
+    names += re.findall(r"\sdev\s+(\S+)", text)
+    return sorted(set(names))
+
+
+def check_keepalived(path: Path, ctx: Context) -> Outcome:
+    keepalived = _need("keepalived", "keepalived")
+    unshare = _need("unshare", "util-linux")
+    ip = _need("ip", "iproute2")
+    if os.geteuid() != 0:
+        # In a user namespace root's files look foreign, and keepalived then refuses
+        # the track script as unsafe: the check would fail for the wrong reason.
+        return False, "keepalived -t needs root here: it runs a track script only if root owns it"
+    # keepalived refuses a config whose interface is missing, and the nodes' NIC is not
+    # this host's: check it in a scratch network namespace that has the interface.
+    interfaces = keepalived_interfaces(path.read_text())
+    links = [
+        f"{ip} link add {shlex.quote(name)} type veth peer name kaval-peer{i}"
+        for i, name in enumerate(interfaces)
+    ]
+    script = " && ".join([*links, 'exec "$@"'])
+    proc = ctx.processes.run(
+        [unshare, "--net", "sh", "-c", script, "sh", keepalived, "-t", "-f", str(path)]
+    )
+    # keepalived -t prints only problems (warnings included): any line fails the file.
+    problems = _lines(proc.stderr, proc.stdout)
+    if proc.returncode == 0 and not problems:
+        return True, f"ok (in a network namespace with {', '.join(interfaces)})"
+    return False, _relevant_line("\n".join(problems), ["(", "error", "warning"])
+
+
 # ----------------------------------------------------------------- traefik
 
 
@@ -661,6 +698,7 @@ REGISTRY = "docker-registry serve"
 REDIS = "redis-server"
 HAPROXY = "haproxy -c"
 NGINX = "nginx -t"
+KEEPALIVED = "keepalived -t"
 TRAEFIK_STATIC = "traefik-v3 schema"
 TRAEFIK_DYNAMIC = "traefik-v3-file-provider schema"
 SYSTEMD = "systemd-analyze verify"
@@ -693,6 +731,8 @@ def plan(build: Path, spec: LabSpec) -> list[tuple[str, str, Check]]:
         ("files/docker-aliases.sh", SHELL, check_shell),
         ("files/daemon.json", JSON, check_daemon_json),
     ]
+    if spec.loadbalancer.vip is not None:
+        jobs += [(keepalived_config(n.name), KEEPALIVED, check_keepalived) for n in spec.lb_nodes]
     for node in spec.nodes:
         jobs += [
             (f"{node.name}.ign", IGNITION, check_ignition),

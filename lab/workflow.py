@@ -148,7 +148,7 @@ def up(
         return timings
     console.print(
         f"[bold green]lab {lab.spec.name} is up[/bold green]: registry behind "
-        f"{lab.lb_kind} at http://{lab.spec.lb_node.ip}:{lab.spec.loadbalancer.port}"
+        f"{lab.lb_kind} at http://{lab.spec.front_address}:{lab.spec.loadbalancer.port}"
     )
     return timings
 
@@ -380,7 +380,7 @@ def drill(
     remote = Remote(lab.provider.nodes(), known_hosts_file(lab.build), printer=None)
     runner = DrillRun(
         DrillLab(spec, lab.provider, remote, lab.lb_kind),
-        front=f"{spec.lb_node.ip}:{spec.loadbalancer.port}",
+        front=f"{spec.front_address}:{spec.loadbalancer.port}",
         registries=[f"{n.ip}:{spec.registry.port}" for n in spec.nodes],
         broken_file=lab.build / "drills" / "in-force.json",
         say=console.print,

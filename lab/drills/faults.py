@@ -64,6 +64,15 @@ class DrillLab:
         """A manager to run swarm commands on, not the node that is down."""
         return next(n.name for n in self.spec.nodes if n.name != avoid)
 
+    def vip_holder(self) -> str | None:
+        """The load balancer node that holds the virtual IP now, if any does."""
+        vip = self.spec.loadbalancer.vip
+        for node in lb_nodes(self.spec) if vip else []:
+            held = self.remote.run(node, f"ip -o addr show to {vip}", timeout=10, stream=False)
+            if held.ok and held.stdout.strip():
+                return node
+        return None
+
     def leader(self, avoid: str | None = None) -> str | None:
         command = "docker node ls --format '{{.Hostname}} {{.ManagerStatus}}'"
         out = self.remote.run(self.manager(avoid), command, timeout=10, stream=False)
@@ -78,7 +87,7 @@ class DrillLab:
 
 
 def lb_nodes(spec: LabSpec) -> list[str]:
-    return [spec.lb_node.name]
+    return [n.name for n in spec.lb_nodes]
 
 
 def drives_on(spec: LabSpec, node: str) -> int:
@@ -242,7 +251,10 @@ def lb_drill(lab: DrillLab, node: str | None) -> DrillTarget:
     if node is not None:
         target = _power_drill(lab, "lb", node, " (a load balancer's node)")
     else:
-        target = _container(lab, "lb", lb_nodes(lab.spec)[0], LB_CONTAINER, "the load balancer")
+        # Behind a VIP only the holder's load balancer carries the traffic: stop that one.
+        holder = lab.vip_holder() if several else None
+        where = holder or lb_nodes(lab.spec)[0]
+        target = _container(lab, "lb", where, LB_CONTAINER, "the load balancer")
     if several:
         target.promises = [at_most_failed_pulls(0.05), recovers_within(5)]
     else:

@@ -47,4 +47,9 @@ class PhaseContext:
 
     @property
     def lb_address(self) -> str:
-        return f"{self.spec.lb_node.ip}:{self.spec.loadbalancer.port}"
+        """The lab's front address and port: the virtual IP if there is one, else the LB node."""
+        return f"{self.spec.front_address}:{self.spec.loadbalancer.port}"
+
+    @property
+    def lb_node_names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.spec.lb_nodes)

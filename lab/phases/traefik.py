@@ -1,4 +1,5 @@
-"""Phase traefik: a load balancer in front of every registry, with health checks."""
+"""Phase traefik: a load balancer in front of every registry, with health checks; with
+``loadbalancer.vip``, on several nodes behind a virtual IP that keepalived moves."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ EXPLAIN = """\
 The last piece of high availability: one address in front of every registry.
 The load balancer health-checks each registry on /v2/ and sends requests only
 to the healthy ones. Traefik is the tutorial's first choice; HAProxy and nginx
-are its alternatives (lab.yaml: loadbalancer.kind)."""
+are its alternatives (lab.yaml: loadbalancer.kind). With loadbalancer.nodes
+and loadbalancer.vip (labs/ha-front-door.yaml) it runs on several nodes, and
+keepalived keeps the virtual IP on one of them whose load balancer answers."""
 
 CONTAINER = "lb"
+KEEPALIVED_CONTAINER = "keepalived"
 PROBE_REPO = "lab/hello-world"
 PROBE_TAG = "through-lb"
 
@@ -55,24 +59,26 @@ def _run_args(ctx: PhaseContext) -> tuple[list[tuple[str, str, str]], str]:
     )
 
 
+def _has_vip(ctx: PhaseContext) -> bool:
+    """Several load balancer nodes, behind the virtual IP the spec then requires."""
+    return len(ctx.lb_node_names) > 1
+
+
+def _own_lb(ctx: PhaseContext, node: str) -> str:
+    """A node's own load balancer (not the front address)."""
+    return f"{ctx.ip(node)}:{ctx.spec.loadbalancer.port}"
+
+
 def plan(ctx: PhaseContext) -> list[Step]:
-    node = ctx.spec.lb_node.name
     configs, run_args = _run_args(ctx)
     lb = ctx.lb_address
     hello = ctx.spec.demo.hello_image
     probe = f"{lb}/{PROBE_REPO}:{PROBE_TAG}"
+    lb_steps = _front_door_steps if _has_vip(ctx) else _single_lb_steps
     return [
         wait_for_storage(ctx),
         wait_for_registries(ctx),
-        container_step(
-            ctx, f"run {ctx.lb_kind} on {node} at {lb}", (node,), CONTAINER, configs, run_args
-        ),
-        Step(
-            "wait until the load balancer answers /v2/",
-            (node,),
-            f"curl -sf -m 5 {sh(f'http://{lb}/v2/')} >/dev/null",
-            retry_for=90,
-        ),
+        *lb_steps(ctx, configs, run_args),
         Step(
             "push through the load balancer",
             (ctx.node_names[-1],),
@@ -83,9 +89,69 @@ def plan(ctx: PhaseContext) -> list[Step]:
     ]
 
 
-def _backends_seen(ctx: PhaseContext) -> str:
-    """Shell on the LB node: send requests, print how many registries answered them."""
+def _single_lb_steps(
+    ctx: PhaseContext, configs: list[tuple[str, str, str]], run_args: str
+) -> list[Step]:
+    """The tutorial's layout: one load balancer, its node's address is the front address."""
+    node = ctx.spec.lb_node.name
     lb = ctx.lb_address
+    return [
+        container_step(
+            ctx, f"run {ctx.lb_kind} on {node} at {lb}", (node,), CONTAINER, configs, run_args
+        ),
+        Step(
+            "wait until the load balancer answers /v2/",
+            (node,),
+            f"curl -sf -m 5 {sh(f'http://{lb}/v2/')} >/dev/null",
+            retry_for=90,
+        ),
+    ]
+
+
+def _front_door_steps(
+    ctx: PhaseContext, configs: list[tuple[str, str, str]], run_args: str
+) -> list[Step]:
+    """The load balancer on every LB node, then keepalived on each to hold the virtual IP."""
+    nodes = ctx.lb_node_names
+    port = ctx.spec.loadbalancer.port
+    cfg = _config_dir(ctx)
+    keepalived = (
+        [("lb/keepalived/{node}.conf", f"{cfg}/keepalived.conf", "0644")],
+        # The host's network (the node's lab NIC) and the right to put addresses on it.
+        "--net=host --cap-add NET_ADMIN --cap-add NET_BROADCAST "
+        f"-v {sh(cfg + '/keepalived.conf:/etc/keepalived/keepalived.conf:ro')} "
+        f"{sh(ctx.spec.loadbalancer.keepalived_image)}",
+    )
+    return [
+        container_step(
+            ctx, f"run {ctx.lb_kind} on {', '.join(nodes)}", nodes, CONTAINER, configs, run_args
+        ),
+        Step(
+            "wait until every load balancer answers /v2/",
+            nodes,
+            f"curl -sf -m 5 http://{{node_ip}}:{port}/v2/ >/dev/null",
+            retry_for=90,
+        ),
+        container_step(
+            ctx,
+            f"run keepalived on {', '.join(nodes)} for the front address {ctx.lb_address}",
+            nodes,
+            KEEPALIVED_CONTAINER,
+            *keepalived,
+        ),
+        # A node takes the address after about three missed adverts (3 s) plus skew.
+        Step(
+            "wait until the front address answers /v2/",
+            nodes,
+            f"curl -sf -m 5 {sh(f'http://{ctx.lb_address}/v2/')} >/dev/null",
+            retry_for=60,
+        ),
+    ]
+
+
+def _backends_seen(ctx: PhaseContext, lb: str) -> str:
+    """Shell on the node that runs ``lb``: send requests to it, print how many registries
+    answered them."""
     rounds = 4 * len(ctx.node_names)
     requests = (
         f"for i in $(seq 1 {rounds}); do curl -s -o /dev/null -D - -m 5 {sh(f'http://{lb}/v2/')}; "
@@ -103,30 +169,78 @@ def _backends_seen(ctx: PhaseContext) -> str:
     )
 
 
+def one_holder(seen: str) -> bool:
+    """``node=count ...`` from every LB node: exactly one holds the address once."""
+    counts = [value.partition("=")[2] for value in seen.split()]
+    return all(c.isdigit() for c in counts) and sum(map(int, counts)) == 1
+
+
 def checks(ctx: PhaseContext) -> list[Check]:
     lb = ctx.lb_address
     n = len(ctx.node_names)
     puller = ctx.node_names[0]
-    return [
+    first = ctx.spec.lb_node.name
+    front = [
         Check(
             f"{ctx.lb_kind} answers /v2/ at {lb}",
             "200",
-            ctx.spec.lb_node.name,
+            first,
             http_code(f"http://{lb}/v2/"),
             settle_for=30,
-        ),
-        Check(
-            "an image pushed through the load balancer pulls through it with the same digest",
-            "same digest",
-            puller,
-            same_digest(lb, PROBE_REPO, PROBE_TAG, f"{lb}/{PROBE_REPO}:{PROBE_TAG}"),
-            timeout=180,
-        ),
-        Check(
-            f"requests reach all {n} registries",
-            str(n),
-            ctx.spec.lb_node.name,
-            _backends_seen(ctx),
-            settle_for=30,
-        ),
+        )
     ]
+    if _has_vip(ctx):
+        front += _front_door_checks(ctx)
+    pull = Check(
+        "an image pushed through the load balancer pulls through it with the same digest",
+        "same digest",
+        puller,
+        same_digest(lb, PROBE_REPO, PROBE_TAG, f"{lb}/{PROBE_REPO}:{PROBE_TAG}"),
+        timeout=180,
+    )
+    if not _has_vip(ctx):
+        spread = [
+            Check(
+                f"requests reach all {n} registries",
+                str(n),
+                first,
+                _backends_seen(ctx, lb),
+                settle_for=30,
+            )
+        ]
+    else:  # each node's load balancer spreads its own requests
+        spread = [
+            Check(
+                f"requests through {node}'s load balancer reach all {n} registries",
+                str(n),
+                node,
+                _backends_seen(ctx, _own_lb(ctx, node)),
+                settle_for=30,
+            )
+            for node in ctx.lb_node_names
+        ]
+    return [*front, pull, *spread]
+
+
+def _front_door_checks(ctx: PhaseContext) -> list[Check]:
+    vip = ctx.spec.front_address
+    nodes = ctx.lb_node_names
+    own = [
+        Check(
+            f"the load balancer on {node} answers /v2/",
+            "200",
+            node,
+            http_code(f"http://{_own_lb(ctx, node)}/v2/"),
+            settle_for=30,
+        )
+        for node in nodes
+    ]
+    holder = Check(
+        f"exactly one of {', '.join(nodes)} holds {vip}",
+        "one node with the address",
+        command=f"ip -o addr show to {sh(vip)} | wc -l",
+        test=one_holder,
+        across=nodes,
+        settle_for=30,
+    )
+    return [*own, holder]

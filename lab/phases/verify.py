@@ -30,7 +30,7 @@ def plan(ctx: PhaseContext) -> list[Step]:
         Step(
             "wait until the load balancer answers /v2/",
             (ctx.leader,),
-            f"curl -sf -m 5 -o /dev/null http://{ctx.lb_address}/v2/",
+            f"curl -sf -m 5 -o /dev/null {sh(f'http://{ctx.lb_address}/v2/')}",
             retry_for=120,
         ),
         Step(

@@ -131,6 +131,21 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
         lambda d: _set(d, "loadbalancer.port", 6379),
         "loadbalancer.port: port 6379 on coreos1 is already used by redis.port",
     ),
+    (
+        "vip-outside-subnet",
+        lambda d: _set(d, "loadbalancer", {"nodes": ["coreos1", "coreos2"], "vip": "10.9.9.9"}),
+        "loadbalancer.vip: '10.9.9.9' is outside the lab subnet 172.17.8.0/24",
+    ),
+    (
+        "vip-is-a-node",
+        lambda d: _set(d, "loadbalancer", {"nodes": ["coreos1", "coreos2"], "vip": "172.17.8.103"}),
+        "loadbalancer.vip: '172.17.8.103' is coreos3's address",
+    ),
+    (
+        "unknown-lb-node",
+        lambda d: _set(d, "loadbalancer", {"nodes": ["coreos1", "coreos7"], "vip": "172.17.8.100"}),
+        "loadbalancer.nodes[1]: 'coreos7' is not a node of this lab",
+    ),
     ("empty-file", lambda d: "", "lab.yaml: the file is empty"),
     ("not-yaml", lambda d: "nodes: [coreos1\n  ip: {", "lab.yaml: not valid YAML: line"),
     ("not-a-mapping", lambda d: "- just\n- a list\n", "the top level must be a mapping"),

@@ -56,7 +56,9 @@ class LocalProvider:
     """Three (or N) nodes as namespaces with their own dockerd and sshd; see module doc."""
 
     name = "local"
-    capabilities = Capabilities(ipvs=False, systemd=False, fleet=False, esp=False)
+    capabilities = Capabilities(
+        ipvs=False, systemd=False, fleet=False, esp=False, lab_interface="eth0"
+    )
 
     def __init__(self, spec: LabSpec, build: Path, *, say: Callable[[str], None] = print):
         self.spec = spec
