@@ -176,3 +176,20 @@ def test_stopping_the_holders_lb_moves_the_vip_within_5s_and_it_stays(docker) ->
     after = probe_front(8.0)
     assert all(p.ok for p in after), f"{sum(not p.ok for p in after)} GETs failed after heal"
     assert _holders(docker) == [other]
+
+
+def test_the_lb_drill_shows_the_front_door_surviving_its_load_balancer(
+    lab: tuple[Path, Path], lab_up: subprocess.CompletedProcess[str]
+) -> None:
+    """inv lab.drill lb on the VIP lab: the promises about time hold, nothing is lost."""
+    spec_file, out = lab
+    report = out / "lb-report.json"
+    result = run_inv("lab.drill", "lb", "--seconds", "12", "--json", str(report),
+                     "--spec", str(spec_file), "--out", str(out), timeout=900)  # fmt: skip
+    assert report.exists(), _tail(result)
+    (verdict,) = json.loads(report.read_text())
+    broken = [p["promise"] for p in verdict["promises"] if not p["kept"]]
+    assert broken == [] and result.returncode == 0, _tail(result)
+    assert "no 5 s pass without a successful request" in [p["promise"] for p in verdict["promises"]]
+    assert verdict["numbers"]["lost"] == []
+    assert verdict["lessons"] == []  # no single point of failure to teach here

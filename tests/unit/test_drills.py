@@ -172,3 +172,15 @@ def test_the_timeline_is_a_picture(tmp_path: Path) -> None:
                     numbers(outcomes, window), window)  # fmt: skip
     png = timeline(outcomes, verdict, tmp_path / "registry.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_behind_a_vip_the_lb_drill_promises_a_short_gap_and_teaches_no_lesson() -> None:
+    lab = _NoLab()
+    lab.spec = load_spec(REPO / "labs" / "ha-front-door.yaml")
+    target = lb_drill(lab, "coreos2")  # type: ignore[arg-type]
+    assert [p.text for p in target.promises] == [
+        "the swarm keeps a leader (quorum of managers)",
+        "no 5 s pass without a successful request",
+        "requests succeed again within 5 s of the fault",
+    ]
+    assert not any("only load balancer" in lesson for lesson in layout_lessons(lab.spec))
