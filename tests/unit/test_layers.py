@@ -28,6 +28,8 @@ RULES = [
      "only the libvirt provider builds on the vagrant provider"),
     ({"lab"}, {"lab.providers.local"},
      "nothing builds on the local provider: shared host code lives in lab.host"),
+    ({"lab.drills"}, {"lab.workflow", "lab.engine", "lab.phases"},
+     "a drill meets the lab through its provider and SSH; workflow composes it"),
 ]  # fmt: skip
 ALLOWED = {  # (importer prefix, imported prefix) exceptions to the rules above
     ("lab.providers.libvirt", "lab.providers.vagrant"),
