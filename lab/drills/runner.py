@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.drills.faults import DrillLab, DrillTarget, resolve
-from lab.drills.load import Load, LoadPlan, Outcome, Registry, RegistryFailure, outcome_dicts
+from lab.drills.load import (
+    PULL_REPO,
+    Load,
+    LoadPlan,
+    Outcome,
+    Registry,
+    RegistryFailure,
+    outcome_dicts,
+)
 from lab.drills.plot import timeline
 from lab.drills.report import Verdict, Window, judge, numbers
 from lab.errors import LabError
@@ -22,6 +30,7 @@ SETTLE = 5.0  # seconds of steady success wanted after healing
 HEAL_TIMEOUT = 120.0  # for the lab to answer again after healing
 SETTLE_TIMEOUT = 60.0  # for requests to succeed steadily again
 LEADER_EVERY = 2.0
+SERVING_TIMEOUT = 180.0  # for every registry to serve again after healing
 LOST_PATIENCE = 60.0  # a node that was off heals its drives and cache first
 
 
@@ -111,6 +120,7 @@ class DrillRun:
         window = Window(fault_at, heal_at, load.now())
         found = numbers(outcomes, window)
         found.leader_changes, found.leaderless_seconds = watch.changes(), watch.leaderless_seconds()
+        self.wait_serving(load.seeded)
         found.lost = self.lost([o for o in outcomes if o.kind == "push" and o.ok])
         verdict = judge(name, target.action, target.promises, target.lessons, found, window)
         self._write(verdict, outcomes, options.out_dir)
@@ -171,6 +181,18 @@ class DrillRun:
                     "/v2/ (inv lab.status; inv phase verify --check)"
                 )
             time.sleep(1)
+
+    def wait_serving(self, seeded: list[tuple[str, str]]) -> None:
+        """Healed means serving: every node's registry gives back an image pushed before
+        the drill (a node that was off restarts its MinIO instance and heals its drive
+        first; /v2/ answers long before). Bounded; what still fails counts as lost."""
+        tag, digest = seeded[0]
+        probe = Outcome("push", 0, 0, True, ref=f"{PULL_REPO}:{tag}", digest=digest)
+        deadline = time.monotonic() + SERVING_TIMEOUT
+        while time.monotonic() < deadline:
+            if all(_gives_back(address, probe) for address in self.registries):
+                return
+            time.sleep(2)
 
     def lost(self, pushes: list[Outcome]) -> list[str]:
         """Acknowledged pushes that some node's registry does not give back unchanged.

@@ -184,3 +184,37 @@ def test_behind_a_vip_the_lb_drill_promises_a_short_gap_and_teaches_no_lesson() 
         "requests succeed again within 5 s of the fault",
     ]
     assert not any("only load balancer" in lesson for lesson in layout_lessons(lab.spec))
+
+
+def test_ctrl_c_during_a_fault_heals_it_and_clears_the_note(tmp_path: Path, monkeypatch) -> None:
+    """KeyboardInterrupt while the fault is in force: heal runs, the in-force note goes."""
+    from lab.drills import runner as runner_module
+    from lab.drills.faults import DrillTarget
+    from lab.drills.runner import DrillRun
+
+    events: list[str] = []
+    target = DrillTarget(
+        "registry", "coreos3", "stop the registry on coreos3",
+        inject=lambda: events.append("inject"), heal=lambda: events.append("heal"),
+        heal_hint="docker start registry",
+    )  # fmt: skip
+    note = tmp_path / "drills" / "in-force.json"
+    run = DrillRun(_NoLab(), "10.0.0.1:80", [], note, say=events.append)  # type: ignore[arg-type]
+
+    def interrupted_sleep(seconds: float) -> None:
+        if "inject" in events:  # the user presses Ctrl-C while the fault is in force
+            assert note.exists()
+            raise KeyboardInterrupt
+
+    class Clock:
+        def now(self) -> float:
+            return 0.0
+
+    class Watch:
+        down: str | None = None
+
+    monkeypatch.setattr(runner_module.time, "sleep", interrupted_sleep)
+    with pytest.raises(KeyboardInterrupt):
+        run._fault(target, Clock(), Watch(), 10)  # type: ignore[arg-type]
+    assert [e for e in events if e in ("inject", "heal")] == ["inject", "heal"]
+    assert not note.exists()
