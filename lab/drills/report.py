@@ -76,15 +76,16 @@ def _first_failure(outcomes: list[Outcome], since: float, until: float) -> float
 def _recovery(outcomes: list[Outcome], since: float, until: float) -> float | None:
     """Seconds from ``since`` until requests succeed again for good (0: none failed).
 
-    None when the last request started before ``until`` still failed: the fault
-    lasted for the whole stretch.
+    Counts the requests that ended in [since, until): a request that outlived the
+    stretch belongs to the next one (after the fault: to the heal). None when the
+    last of them failed: the fault lasted for the whole stretch.
     """
-    inside = [o for o in outcomes if since <= o.start < until]
+    inside = sorted((o for o in outcomes if since <= o.end < until), key=lambda o: o.end)
     failures = [o for o in inside if not o.ok]
     if not failures:
         return 0.0
-    last_failure = max(failures, key=lambda o: o.start)
-    if not any(o.ok and o.start > last_failure.start for o in inside):
+    last_failure = failures[-1]
+    if not any(o.ok and o.end > last_failure.end for o in inside):
         return None
     return round(last_failure.end - since, 2)
 

@@ -218,3 +218,14 @@ def test_ctrl_c_during_a_fault_heals_it_and_clears_the_note(tmp_path: Path, monk
         run._fault(target, Clock(), Watch(), 10)  # type: ignore[arg-type]
     assert [e for e in events if e in ("inject", "heal")] == ["inject", "heal"]
     assert not note.exists()
+
+
+def test_failures_caused_by_the_heal_count_after_the_heal_not_against_the_fault() -> None:
+    """A node that comes back is in rotation before its storage: those failures end
+    after the heal and show in recovery_after_heal, not in recovery_after_fault."""
+    outcomes = [_outcome("pull", t / 2, True) for t in range(60)]
+    outcomes += [Outcome("push", 16.5, 24.5, False), Outcome("push", 20.0, 21.0, False)]
+    outcomes += [Outcome("push", 25.0, 25.2, True)]
+    found = numbers(outcomes, Window(fault=5.0, heal=17.0, end=30.0))
+    assert found.recovery_after_fault == 0.0
+    assert found.recovery_after_heal == pytest.approx(7.5)
