@@ -152,6 +152,14 @@ def at_most_failed_pushes(share: float) -> Promise:
     return Promise(f"at most {share:.0%} of pushes fail", lambda n: n.failed_push_share <= share)
 
 
+def pulls_recover_within(seconds: float) -> Promise:
+    return Promise(
+        f"pulls succeed again within {seconds:.0f} s of the fault",
+        lambda n: n.pull_recovery_after_fault is not None
+        and n.pull_recovery_after_fault <= seconds,
+    )
+
+
 def no_gap_longer_than(seconds: float) -> Promise:
     return Promise(f"no {seconds:.0f} s pass without a successful request",
                    lambda n: n.longest_gap <= seconds)  # fmt: skip
@@ -229,7 +237,10 @@ def _power_drill(lab: DrillLab, drill: str, node: str, why: str) -> DrillTarget:
     promises = [Promise("the swarm keeps a leader (quorum of managers)",
                         lambda n: n.leaderless_seconds <= 15)]  # fmt: skip
     if front:
-        promises += [at_most_failed_pulls(0.05), recovers_within(15)]
+        # Without write quorum pushes stop until the node is back (the lesson): then
+        # only pulls are promised to recover.
+        promises += [at_most_failed_pulls(0.05),
+                     recovers_within(15) if writes else pulls_recover_within(15)]  # fmt: skip
     return DrillTarget(
         drill, node, f"power off {node}{why}",
         inject=lambda: lab.provider.power_off(node),

@@ -32,6 +32,7 @@ class Numbers:
     first_failure_after_fault: float | None
     recovery_after_fault: float | None  # None: failing until healed
     recovery_after_heal: float | None  # None: still failing at the end
+    pull_recovery_after_fault: float | None = 0.0  # the same, pulls alone
     leader_changes: int = 0
     leaderless_seconds: float = 0.0  # longest time no manager answered as leader
     lost: list[str] = field(default_factory=list)  # acknowledged pushes that did not come back
@@ -56,8 +57,9 @@ def numbers(outcomes: list[Outcome], window: Window) -> Numbers:
         failed_pushes=sum(not o.ok for o in pushes),
         longest_gap=longest_gap(outcomes, window.end),
         first_failure_after_fault=_first_failure(outcomes, window.fault, window.heal),
-        recovery_after_fault=_recovery(outcomes, window.fault, window.heal),
-        recovery_after_heal=_recovery(outcomes, window.heal, window.end),
+        recovery_after_fault=_recovery_of_all(outcomes, window.fault, window.heal),
+        recovery_after_heal=_recovery_of_all(outcomes, window.heal, window.end),
+        pull_recovery_after_fault=_recovery(pulls, window.fault, window.heal),
     )
 
 
@@ -71,6 +73,14 @@ def longest_gap(outcomes: list[Outcome], end: float) -> float:
 def _first_failure(outcomes: list[Outcome], since: float, until: float) -> float | None:
     failures = [o.end for o in outcomes if not o.ok and since <= o.end <= until + 1]
     return round(min(failures) - since, 2) if failures else None
+
+
+def _recovery_of_all(outcomes: list[Outcome], since: float, until: float) -> float | None:
+    """Recovered when pulls and pushes each are: the later of the two (None if either
+    never did), so pulls succeeding cannot hide pushes that keep failing."""
+    kinds = [_recovery([o for o in outcomes if o.kind == kind], since, until)
+             for kind in ("pull", "push")]  # fmt: skip
+    return None if None in kinds else max(kinds)  # type: ignore[type-var]
 
 
 def _recovery(outcomes: list[Outcome], since: float, until: float) -> float | None:

@@ -229,3 +229,16 @@ def test_failures_caused_by_the_heal_count_after_the_heal_not_against_the_fault(
     found = numbers(outcomes, Window(fault=5.0, heal=17.0, end=30.0))
     assert found.recovery_after_fault == 0.0
     assert found.recovery_after_heal == pytest.approx(7.5)
+
+
+def test_without_write_quorum_a_power_drill_promises_only_that_pulls_recover() -> None:
+    lab = _NoLab()
+    lab.spec = load_spec(REPO / "labs" / "ha-front-door.yaml")
+    first = node_drill(lab, "coreos1")  # type: ignore[arg-type]
+    assert "pulls succeed again within 15 s of the fault" in [p.text for p in first.promises]
+    assert any("writes need 3" in lesson for lesson in first.lessons)
+    outcomes = [_outcome("pull", t / 2, True) for t in range(40)]
+    outcomes += [_outcome("push", t, t < 5) for t in range(20)]  # pushes fail from the fault on
+    found = numbers(outcomes, Window(fault=5.0, heal=15.0, end=20.0))
+    assert found.recovery_after_fault is None and found.pull_recovery_after_fault == 0.0
+    assert all(p.kept(found) for p in first.promises)
