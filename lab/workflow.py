@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
@@ -33,6 +34,9 @@ from lab.secrets import ensure_secrets
 from lab.spec import LabSpec, load_spec
 from lab.state import RESET, TRAINEE, LabState, PhaseRecord
 from lab.trainee import explain_lines, guide, next_steps_lines
+
+if TYPE_CHECKING:
+    from lab.drills.report import Verdict
 
 console = make_console(record=True)  # each phase's output is kept as its transcript
 
@@ -336,10 +340,8 @@ def box(spec_file: str | None, out: str | None, remove: bool) -> None:
 
 
 def render_only(spec_file: str | None, out: str | None) -> None:
-    from lab.render import render as render_lab
-
     spec, build = load(spec_file, out)
-    result = render_lab(spec, build)
+    result = render(spec, build)
     print(f"rendered {len(result.files)} files into {result.build}")
 
 
@@ -407,7 +409,7 @@ def drill(
     return all(not v.broken for v in verdicts)
 
 
-def _print_verdict(verdict) -> None:  # noqa: ANN001
+def _print_verdict(verdict: Verdict) -> None:
     for text, kept in verdict.promises:
         mark = "[green]kept[/green]" if kept else "[red]BROKEN[/red]"
         console.print(f"  promise {mark}: {text}")
