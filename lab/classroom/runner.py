@@ -282,11 +282,22 @@ def destroy(spec_file: str | None, trainee: str | None) -> float:
         sshd.stop()
         for account in access.class_accounts(record.name):
             access.remove_account(account, record.name)
-        shutil.rmtree(record.directory, ignore_errors=True)
+        _remove_class_dir(record)
     seconds = time.monotonic() - started
     what = f"lab {record.lab_name(trainee)}" if trainee else f"class {record.name}"
     console.print(f"{what} destroyed in {seconds:.1f} s")
     return seconds
+
+
+def _remove_class_dir(record: ClassRecord) -> None:
+    """Everything of the class's directory but the bring-up logs: a failure stays readable."""
+    for entry in record.directory.iterdir():
+        if entry.name == "logs":
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _destroy_one(record: ClassRecord, name: str) -> None:

@@ -292,3 +292,55 @@ def test_a_bad_names_file_is_one_line(template: Path, tmp_path: Path) -> None:
 def test_status_of_a_class_that_is_not_there(template: Path) -> None:
     result = run_inv("class.status", "--spec", str(template))
     assert result.returncode == 2 and "there is no class cls" in result.stderr
+
+
+def test_one_lab_failing_is_reported_and_the_others_still_come_up(
+    lab_data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each lab comes up in its own process: trainee 2's failure is its own line."""
+    import sys
+
+    from lab.classroom import runner
+
+    def fake_inv(*args: str) -> list[str]:
+        spec = args[args.index("--spec") + 1]
+        code = "print('error: phase minio: checks failed'); raise SystemExit(1)" if spec.endswith(
+            "2.yaml") else "print('lab is up')"  # fmt: skip
+        return [sys.executable, "-c", code]
+
+    monkeypatch.setattr(runner, "_inv", fake_inv)
+    monkeypatch.setattr(runner, "build_dir", lambda name: tmp_path / "build" / name)
+    record = ClassRecord("cls", "t.yaml", "10.215.0.0/20", 2222)
+    monkeypatch.setattr(ClassRecord, "directory", property(lambda self: tmp_path / "class"))
+    trainees = [access.Trainee(str(i), _spec(tmp_path, lab_data, f"cls-{i}"), tmp_path / str(i))
+                for i in (1, 2, 3)]  # fmt: skip
+    outcomes = runner._bring_up(record, trainees, parallel=2, until=None)
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert outcomes[1].detail == "FAILED (exit 1): error: phase minio: checks failed"
+    assert (tmp_path / "class" / "logs" / "2-up.log").read_text().startswith("error:")
+
+
+def test_watch_rewrites_the_page_until_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.classroom import runner
+
+    record = ClassRecord("cls", "t.yaml", "10.215.0.0/20", 2222)
+    monkeypatch.setattr(runner, "resolve_class", lambda spec: record)
+    monkeypatch.setattr(runner, "_class_trainees", lambda rec: [])
+    pages: list[str] = []
+    page = tmp_path / "status.html"
+
+    def fake_sleep(seconds: float) -> None:
+        assert seconds == 5
+        pages.append(page.read_text())
+        if len(pages) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.time, "sleep", fake_sleep)
+    assert runner.status(None, as_json=True, watch=True, interval=5, page=str(page)) == page
+    assert len(pages) == 2 and all('content="5"' in p for p in pages)
+    assert capsys.readouterr().out.count('"class": "cls"') == 2
+    for bad in (1, 301):
+        with pytest.raises(UsageError, match="--interval"):
+            runner.status(None, as_json=True, watch=True, interval=bad, page=str(page))
