@@ -344,3 +344,41 @@ def test_watch_rewrites_the_page_until_ctrl_c(
     for bad in (1, 301):
         with pytest.raises(UsageError, match="--interval"):
             runner.status(None, as_json=True, watch=True, interval=bad, page=str(page))
+
+
+def test_ctrl_c_stops_every_lab_up_and_starts_no_more(
+    lab_data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C: each running `inv lab.up` gets SIGINT (it keeps its last checkpoint, and
+    its provider is recorded, so class.destroy removes it); queued labs never start."""
+    import sys
+    import time
+
+    from lab.classroom import runner
+    from lab.errors import LabError
+
+    started: list[str] = []
+    code = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGINT, lambda *a: sys.exit(130))\n"
+            "time.sleep(60)")  # fmt: skip
+
+    def fake_inv(*args: str) -> list[str]:
+        started.append(args[args.index("--spec") + 1])
+        return [sys.executable, "-c", code]
+
+    def interrupted(chosen: object, futures: object) -> None:
+        time.sleep(1.5)  # both running labs have started
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_inv", fake_inv)
+    monkeypatch.setattr(runner, "_watch_progress", interrupted)
+    monkeypatch.setattr(ClassRecord, "directory", property(lambda self: tmp_path / "class"))
+    record = ClassRecord("cls", "t.yaml", "10.215.0.0/20", 2222)
+    trainees = [access.Trainee(str(i), _spec(tmp_path, lab_data, f"cls-{i}"), tmp_path / str(i))
+                for i in (1, 2, 3)]  # fmt: skip
+    began = time.monotonic()
+    with pytest.raises(LabError) as caught:
+        runner._bring_up(record, trainees, parallel=2, until=None)
+    assert caught.value.exit_code == 130 and "class.destroy" in str(caught.value)
+    assert time.monotonic() - began < 30  # the labs stopped at once, not after 60 s
+    assert len(started) == 2  # the third lab never started
