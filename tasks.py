@@ -220,6 +220,7 @@ CLASS_SPEC_HELP = {"spec": "the template lab file (default: lab.yaml); its name 
 
 @task(
     name="up",
+    auto_shortflags=False,
     help={
         "trainees": "how many trainees (1-40): labs <template>-1 ... <template>-N",
         **CLASS_SPEC_HELP,
@@ -245,7 +246,11 @@ def class_up(c, trainees=None, spec=None, provider="local", names=None, parallel
         raise cli.LabError("some labs did not come up (see above); the others are up")
 
 
-@task(name="destroy", help={**CLASS_SPEC_HELP, "trainee": "only this trainee's lab"})
+@task(
+    name="destroy",
+    auto_shortflags=False,
+    help={**CLASS_SPEC_HELP, "trainee": "only this trainee's lab"},
+)
 @cli.friendly_errors
 def class_destroy(c, spec=None, trainee=None):
     """Remove one trainee's lab or the whole class, and everything they left."""
@@ -256,6 +261,7 @@ def class_destroy(c, spec=None, trainee=None):
 
 @task(
     name="status",
+    auto_shortflags=False,
     help={
         **CLASS_SPEC_HELP,
         "json": "print the class as JSON (for scripts)",
@@ -275,6 +281,7 @@ def class_status(c, spec=None, json=False, watch=False, interval=None, page=None
 
 @task(
     name="grade",
+    auto_shortflags=False,
     help={"trainee": "whose lab", "phase": f"the phase: {', '.join(PHASES)}", **CLASS_SPEC_HELP},
 )
 @cli.friendly_errors

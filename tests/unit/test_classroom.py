@@ -28,7 +28,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollb
 
 @pytest.fixture
 def template(lab_data: dict[str, Any], tmp_path: Path) -> Path:
-    lab_data["name"] = "cls"
+    lab_data["name"] = "clsunit"  # no class of this name is ever brought up
     path = tmp_path / "template.yaml"
     path.write_text(yaml.safe_dump(lab_data, sort_keys=False))
     return path
@@ -291,7 +291,7 @@ def test_a_bad_names_file_is_one_line(template: Path, tmp_path: Path) -> None:
 
 def test_status_of_a_class_that_is_not_there(template: Path) -> None:
     result = run_inv("class.status", "--spec", str(template))
-    assert result.returncode == 2 and "there is no class cls" in result.stderr
+    assert result.returncode == 2 and "there is no class clsunit" in result.stderr
 
 
 def test_one_lab_failing_is_reported_and_the_others_still_come_up(
