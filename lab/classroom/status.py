@@ -20,8 +20,8 @@ from lab.spec import LabSpec
 from lab.state import TRAINEE, LabState
 from lab.workflow import status_data
 
-KIND_KIT, KIND_HAND, KIND_FAILING, KIND_TURN, KIND_TODO = (
-    "kit", "hand", "failing", "turn", "todo")  # fmt: skip
+KIND_KIT, KIND_HAND, KIND_FAILING, KIND_TURN, KIND_STALE, KIND_TODO = (
+    "kit", "hand", "failing", "turn", "stale", "todo")  # fmt: skip
 WATCH_BOUNDS = (2.0, 300.0)  # seconds between two refreshes of --watch
 
 
@@ -31,6 +31,8 @@ def phase_kind(phase: dict[str, Any]) -> str:
         return KIND_TODO
     if phase["status"] == "reset":
         return KIND_TURN
+    if phase["stale"]:  # passed once, but an earlier phase was redone since
+        return KIND_STALE
     if phase["status"] != "passed":
         return KIND_FAILING
     return KIND_HAND if phase["by"] == TRAINEE else KIND_KIT
@@ -52,7 +54,7 @@ def lab_row(trainee: str, spec: LabSpec, with_memory: bool = True) -> LabRow:
     phases = data["phases"]
     kinds = {name: phase_kind(phases[name]) for name in PHASES}
     attempts = [p["last_attempt"] for p in phases.values() if p["last_attempt"]]
-    every = (KIND_KIT, KIND_HAND, KIND_FAILING, KIND_TURN, KIND_TODO)
+    every = (KIND_KIT, KIND_HAND, KIND_FAILING, KIND_TURN, KIND_STALE, KIND_TODO)
     data["summary"] = {kind: sum(1 for k in kinds.values() if k == kind) for kind in every}
     data["kinds"] = kinds
     data["last_check"] = max(attempts) if attempts else None
@@ -69,9 +71,9 @@ def class_json(name: str, rows: list[LabRow]) -> dict[str, Any]:
 
 
 SYMBOL = {KIND_KIT: "kit", KIND_HAND: "graded", KIND_FAILING: "FAIL", KIND_TURN: "turn",
-          KIND_TODO: "-"}  # fmt: skip
+          KIND_STALE: "stale", KIND_TODO: "-"}  # fmt: skip
 COLOUR = {KIND_KIT: "#cfe3ff", KIND_HAND: "#b9f0c0", KIND_FAILING: "#ffb3b3",
-          KIND_TURN: "#fff1a8", KIND_TODO: "#f2f2f2"}  # fmt: skip
+          KIND_TURN: "#fff1a8", KIND_STALE: "#e0d4f0", KIND_TODO: "#f2f2f2"}  # fmt: skip
 
 
 def memory_text(row: LabRow) -> str:
@@ -92,6 +94,15 @@ def table_rows(rows: list[LabRow]) -> list[list[str]]:
     return out
 
 
+def failing_checks(row: LabRow) -> list[str]:
+    """``phase: check`` once each (a check that failed on every node is listed per node)."""
+    seen: dict[str, None] = {}
+    for phase in PHASES:
+        for check in row.data["phases"][phase]["failed_checks"]:
+            seen.setdefault(f"{phase}: {check}", None)
+    return list(seen)
+
+
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
@@ -107,10 +118,10 @@ def render_html(name: str, rows: list[LabRow], refresh: float | None) -> str:
         phase_cells = "".join(
             f'<td class="{kinds[p]}" title="{_e(row.data["phases"][p]["progress"])}">'
             f"{_e(SYMBOL[kinds[p]])}</td>" for p in PHASES)  # fmt: skip
-        failed = "; ".join(c for p in PHASES for c in row.data["phases"][p]["failed_checks"])
+        failed = "; ".join(failing_checks(row))
         body.append(f"<tr><td>{_e(row.trainee)}</td><td>{_e(row.lab)}<br><small>"
                     f"{_e(row.data['subnet'])}</small></td>{phase_cells}"
-                    f"<td>{_e(cells[-2])}</td><td>{_e(cells[-1])}</td>"
+                    f'<td class="when">{_e(cells[-2])}</td><td>{_e(cells[-1])}</td>'
                     f'<td class="why">{_e(failed)}</td></tr>')  # fmt: skip
     styles = "".join(f"td.{k} {{ background: {c}; text-align: center; }}"
                      for k, c in COLOUR.items())  # fmt: skip
@@ -120,6 +131,7 @@ def render_html(name: str, rows: list[LabRow], refresh: float | None) -> str:
                           (KIND_HAND, COLOUR[KIND_HAND], "done by hand, graded"),
                           (KIND_FAILING, COLOUR[KIND_FAILING], "failing checks"),
                           (KIND_TURN, COLOUR[KIND_TURN], "trainee's turn (reset)"),
+                          (KIND_STALE, COLOUR[KIND_STALE], "an earlier phase redone since"),
                           (KIND_TODO, COLOUR[KIND_TODO], "not done")))  # fmt: skip
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     return f"""<!DOCTYPE html>
@@ -128,6 +140,7 @@ def render_html(name: str, rows: list[LabRow], refresh: float | None) -> str:
 <style>body {{ font-family: sans-serif; margin: 1.5em; }} h1 {{ color: #1a4f8b; }}
 table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #bbb; padding: .3em .5em; }}
 th {{ background: #1a4f8b; color: white; }} td.why {{ color: #a00; font-size: 85%; }}
+td.when {{ white-space: nowrap; }}
 {styles}</style></head>
 <body><h1>Class {_e(name)}: {len(rows)} labs</h1>
 <p>As of {stamp}. {legend}</p>

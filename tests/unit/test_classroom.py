@@ -221,12 +221,13 @@ def _row(trainee: str, kinds: dict[str, str]) -> LabRow:
 
 
 def test_phase_kinds() -> None:
-    base = {"status": "passed", "by": "kit"}
+    base = {"status": "passed", "by": "kit", "stale": False}
     assert phase_kind(base) == "kit"
     assert phase_kind({**base, "by": "trainee"}) == "hand"
     assert phase_kind({**base, "status": "failed"}) == "failing"
     assert phase_kind({**base, "status": "reset"}) == "turn"
     assert phase_kind({**base, "status": None}) == "todo"
+    assert phase_kind({**base, "stale": True}) == "stale"
 
 
 def test_the_instructors_page_renders_in_headless_chromium(tmp_path: Path) -> None:
