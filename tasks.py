@@ -211,3 +211,89 @@ def drill(c, name, spec=None, out=None, node=None, seconds=20, json=None):
 
 lab = Collection("lab", render, validate, up, status, destroy, images, box, ssh, handout, drill)
 ns = Collection(lab, phase)
+
+
+# ------------------------------------------------------------------ a class of labs
+
+CLASS_SPEC_HELP = {"spec": "the template lab file (default: lab.yaml); its name names the class"}
+
+
+@task(
+    name="up",
+    auto_shortflags=False,
+    help={
+        "trainees": "how many trainees (1-40): labs <template>-1 ... <template>-N",
+        **CLASS_SPEC_HELP,
+        "provider": "local (a class runs on this one server)",
+        "names": "a file of trainee names, one a line (a-z, 0-9, '-'), instead of numbers",
+        "parallel": "labs brought up at once (1-8, default 2: one per core)",
+        "pool": "the private network the labs' subnets are cut from (default 10.220.0.0/16)",
+        "ssh_port": "the port of the class's SSH entry on this server (default 2222)",
+        "until": "bring every lab up to this phase only",
+    },
+)
+@cli.friendly_errors
+def class_up(c, trainees=None, spec=None, provider="local", names=None, parallel=None,
+             pool=None, ssh_port=None, until=None):  # fmt: skip
+    """One lab per trainee from one template: own subnet, isolated, with a login each."""
+    from lab.classroom import runner
+
+    count = cli.int_option("--trainees", trainees) if trainees is not None else None
+    parallel = cli.int_option("--parallel", parallel) if parallel is not None else 2
+    port = cli.int_option("--ssh-port", ssh_port) if ssh_port is not None else 2222
+    outcomes = runner.up(count, spec, provider, names, parallel, pool, port, until)
+    if not all(o.ok for o in outcomes):
+        raise cli.LabError("some labs did not come up (see above); the others are up")
+
+
+@task(
+    name="destroy",
+    auto_shortflags=False,
+    help={**CLASS_SPEC_HELP, "trainee": "only this trainee's lab"},
+)
+@cli.friendly_errors
+def class_destroy(c, spec=None, trainee=None):
+    """Remove one trainee's lab or the whole class, and everything they left."""
+    from lab.classroom import runner
+
+    runner.destroy(spec, trainee)
+
+
+@task(
+    name="status",
+    auto_shortflags=False,
+    help={
+        **CLASS_SPEC_HELP,
+        "json": "print the class as JSON (for scripts)",
+        "watch": "refresh every --interval seconds (Ctrl-C ends it)",
+        "interval": "seconds between two refreshes with --watch (2-300, default 10)",
+        "page": "where to write the HTML page (default build/classes/<class>/status.html)",
+    },
+)
+@cli.friendly_errors
+def class_status(c, spec=None, json=False, watch=False, interval=None, page=None):
+    """Every lab's phases (kit, graded, failing), last check and memory; an HTML page."""
+    from lab.classroom import runner
+
+    seconds = cli.float_option("--interval", interval) if interval is not None else 10.0
+    runner.status(spec, json, watch, seconds, page)
+
+
+@task(
+    name="grade",
+    auto_shortflags=False,
+    help={"trainee": "whose lab", "phase": f"the phase: {', '.join(PHASES)}", **CLASS_SPEC_HELP},
+)
+@cli.friendly_errors
+def class_grade(c, trainee, phase, spec=None):
+    """Grade one trainee's phase (`inv phase PHASE --check` on their lab)."""
+    from lab.classroom import runner
+
+    if not runner.grade(spec, trainee, phase):
+        raise cli.LabError(f"trainee {trainee}: phase {phase} failed its checks")
+
+
+classroom = Collection("class")
+for _task in (class_up, class_destroy, class_status, class_grade):
+    classroom.add_task(_task)
+ns.add_collection(classroom)

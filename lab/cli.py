@@ -62,3 +62,21 @@ def remainder_argv(remainder: str, argv: list[str] | None = None) -> list[str]:
     if "--" in argv:
         return argv[argv.index("--") + 1 :]
     return shlex.split(remainder)
+
+
+def int_option(flag: str, value: object) -> int:
+    """An option that must be a whole number: one line and exit 2 when it is not."""
+    try:
+        return int(str(value), 10)
+    except ValueError:
+        raise UsageError(f"{flag} must be a whole number, not {str(value)[:40]!r}") from None
+
+
+def float_option(flag: str, value: object) -> float:
+    try:
+        number = float(str(value))
+    except ValueError:
+        raise UsageError(f"{flag} must be a number, not {str(value)[:40]!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise UsageError(f"{flag} must be a finite number")
+    return number

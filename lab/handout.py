@@ -15,6 +15,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.paths import access_sheet_file
 from lab.phases import PHASES
 from lab.phases.context import PhaseContext
 from lab.spec import LabSpec
@@ -39,6 +40,7 @@ class Workbook:
     provider: str
     lb_kind: str
     pages: list[PhasePage]
+    access: str | None = None  # a class trainee's access sheet (inv class.up writes it)
 
 
 def workbook(ctx: PhaseContext, state: LabState, progress_of) -> Workbook:  # noqa: ANN001
@@ -49,7 +51,9 @@ def workbook(ctx: PhaseContext, state: LabState, progress_of) -> Workbook:  # no
         )  # fmt: skip
         for name in PHASES
     ]
-    return Workbook(ctx.spec.name, state.provider or "not up", ctx.lb_kind, pages)
+    sheet = access_sheet_file(ctx.build)
+    access = sheet.read_text() if sheet.exists() else None
+    return Workbook(ctx.spec.name, state.provider or "not up", ctx.lb_kind, pages, access)
 
 
 # ------------------------------------------------------------------ figure
@@ -146,6 +150,11 @@ def render_markdown(book: Workbook) -> str:
         "`inv phase NAME` shows the kit's solution.",
         "",
     ]
+    if book.access:  # its own headings one level down, under the workbook's
+        lines += ["## Your access", ""]
+        lines += [("##" + line) if line.startswith("#") else line
+                  for line in book.access.splitlines()]  # fmt: skip
+        lines.append("")
     for page in book.pages:
         g = page.guide
         lines += [f"## Phase {g.name}: {g.title}", "", f"Tutorial: {g.tutorial}", "",
@@ -209,6 +218,12 @@ def _html_page(page: PhasePage) -> str:
     return "\n".join(parts)
 
 
+def _html_access(book: Workbook) -> str:
+    if not book.access:
+        return ""
+    return f'<section id="access"><h2>Your access</h2><pre>{_e(book.access)}</pre></section>\n'
+
+
 def render_html(book: Workbook, figure: bytes) -> str:
     image = base64.b64encode(figure).decode()
     toc = "".join(f'<li><a href="#phase-{_e(p.guide.name)}">{_e(p.guide.name)}</a>: '
@@ -225,7 +240,7 @@ load balancer: {_e(book.lb_kind)}.</p>
 <p><code>inv phase NAME --reset</code> puts the lab just before a phase,
 <code>inv lab.ssh NODE</code> logs you in, <code>inv phase NAME --check</code> grades your
 work, <code>inv phase NAME</code> shows the kit's solution.</p>
-<img alt="topology of lab {_e(book.lab)}" src="data:image/png;base64,{image}">
+{_html_access(book)}<img alt="topology of lab {_e(book.lab)}" src="data:image/png;base64,{image}">
 <ol>{toc}</ol>
 {body}
 </body></html>

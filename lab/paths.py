@@ -57,3 +57,14 @@ def nfs_export_path(spec: LabSpec, build: Path) -> Path:
 def logs_dir(build: Path) -> Path:
     """Host-side logs of one lab (mirror, VM consoles), whatever the provider."""
     return Path(build) / "logs"
+
+
+def extra_keys_file(build: Path) -> Path:
+    """Public keys a lab's nodes accept as root besides the lab's own (a trainee's login,
+    written by ``inv class.up`` before the nodes are made)."""
+    return Path(build) / "authorized_keys.extra"
+
+
+def access_sheet_file(build: Path) -> Path:
+    """A class trainee's access sheet beside their lab, for the workbook."""
+    return Path(build) / "ACCESS.md"

@@ -119,3 +119,20 @@ def test_the_html_workbook_renders_in_headless_chromium(ctx: PhaseContext, tmp_p
         assert image.size == (1280, 2000)
         assert colours[1] - colours[0] > 100, "the screenshot is blank"
         assert len(image.convert("L").getcolors(maxcolors=1_000_000) or []) > 50
+
+
+def test_a_class_trainees_access_sheet_heads_the_workbook(ctx: PhaseContext) -> None:
+    from lab.handout import render_html
+    from lab.paths import access_sheet_file
+
+    sheet = "# Your lab: cls-1\n\n## Start\n\n```sh\nssh -J x\n```\n"
+    access_sheet_file(ctx.build).write_text(sheet)
+    try:
+        book = workbook(ctx, LabState.load(ctx.build), phase_progress)
+        markdown = render_markdown(book)
+        assert "## Your access\n\n### Your lab: cls-1" in markdown and "#### Start" in markdown
+        assert markdown.index("## Your access") < markdown.index("## Phase swarm")
+        assert '<section id="access"><h2>Your access</h2><pre># Your lab: cls-1' in render_html(
+            book, b"png")
+    finally:
+        access_sheet_file(ctx.build).unlink()

@@ -30,11 +30,16 @@ RULES = [
      "nothing builds on the local provider: shared host code lives in lab.host"),
     ({"lab.drills"}, {"lab.workflow", "lab.engine", "lab.phases"},
      "a drill meets the lab through its provider and SSH; workflow composes it"),
+    ({"lab"}, {"lab.classroom"},
+     "a class is built on labs: nothing below it knows of classes"),
+    ({"lab.classroom"}, {"lab.engine", "lab.providers", "lab.drills"},
+     "a class meets its labs through `inv lab.*`, workflow's status and the host side"),
 ]  # fmt: skip
 ALLOWED = {  # (importer prefix, imported prefix) exceptions to the rules above
     ("lab.providers.libvirt", "lab.providers.vagrant"),
     ("lab.providers.vagrant", "lab.providers.vagrant"),
     ("lab.providers.local", "lab.providers.local"),
+    ("lab.classroom", "lab.classroom"),
 }
 
 
@@ -137,6 +142,9 @@ def test_no_import_cycle() -> None:
          "lab.render imports lab.providers.local"),
         ("host/bridge.py", "from lab.engine import Engine", "lab.host.bridge imports lab.engine"),
         ("spec.py", "import lab.render", "lab.spec imports lab.render: a leaf"),
+        ("workflow.py", "from lab.classroom import runner", "lab.workflow imports lab.classroom"),
+        ("classroom/status.py", "from lab.providers.local import LocalProvider",
+         "lab.classroom.status imports lab.providers.local"),
         ("providers/libvirt/nfs.py", "from lab.providers.local import LocalProvider",
          "lab.providers.libvirt.nfs imports lab.providers.local"),
     ],

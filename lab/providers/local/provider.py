@@ -37,6 +37,7 @@ from lab.host.mounts import unmount_all_under
 from lab.host.proc import docker_client, run
 from lab.images import build_images, substitutes
 from lab.nodes import Capabilities, NodeAccess
+from lab.paths import extra_keys_file
 from lab.providers.local import btrfs, namespaces, power, sshd, teardown
 from lab.providers.local.layout import (
     NodeLayout,
@@ -93,7 +94,7 @@ class LocalProvider:
         self.host.ensure()
         # The nodes pull only from the mirror: fill it (cached after the first time).
         build_images(self.spec, self.build, say=self.say)
-        public_key = ensure_secrets(self.build).ssh_public_key
+        public_key = ensure_secrets(self.build).ssh_public_key + self._extra_keys()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         namespaces.private_run_dir(self.run_dir)
         self._in_parallel(lambda n: self._create_node(n, public_key), self.layouts)
@@ -232,6 +233,11 @@ class LocalProvider:
         namespaces.create_uts(node)
         sshd.write_node_files(node, public_key)
         self._boot(node)
+
+    def _extra_keys(self) -> str:
+        """A class trainee's key, let in beside the lab's own (see lab.classroom.access)."""
+        extra = extra_keys_file(self.build)
+        return "\n" + extra.read_text().strip() if extra.exists() else ""
 
     def _boot(self, node: NodeLayout) -> None:
         power.boot(node, self.spec, self.shared_dir)
