@@ -42,9 +42,11 @@ def plot(data: dict, out_dir: Path) -> Path:
 
 
 def main(out_dir: Path, quick: bool = False) -> dict:
+    from lab.phases import PHASES
+
     with perf.shared_lab() as lab:
         total = lab.up_seconds or 0.0
-        phases = dict(lab.phase_seconds)
+        phases = {p: lab.phase_seconds[p] for p in PHASES if p in lab.phase_seconds}
     ratio = round(total / GOAL_SECONDS, 3)
     data = perf.result(
         NAME,
