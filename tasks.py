@@ -209,8 +209,32 @@ def drill(c, name, spec=None, out=None, node=None, seconds=20, json=None):
         raise cli.LabError("a promise of the design was broken (see above)")
 
 
+@task(
+    iterable=["only"],
+    help={
+        "only": "run only this benchmark (repeatable); `python bench/run.py --list` lists them",
+        "quick": "smaller samples, fewer phases and sizes (minutes instead of about half an hour)",
+        "out": "where the JSON and PNG files go (default docs/perf/)",
+    },
+)
+def bench(c, only=None, quick=False, out=None):
+    """Run the benchmarks (bench/run.py, as root): JSON results and PNG plots in docs/perf/."""
+    import subprocess
+    import sys
+
+    from lab.paths import REPO_ROOT
+
+    argv = [sys.executable, str(REPO_ROOT / "bench" / "run.py")]
+    argv += [f"--only={name}" for name in only or []]
+    argv += ["--quick"] if quick else []
+    argv += [f"--out={out}"] if out else []
+    code = subprocess.run(argv, cwd=REPO_ROOT).returncode
+    if code:
+        sys.exit(code)
+
+
 lab = Collection("lab", render, validate, up, status, destroy, images, box, ssh, handout, drill)
-ns = Collection(lab, phase)
+ns = Collection(lab, phase, bench)
 
 
 # ------------------------------------------------------------------ a class of labs

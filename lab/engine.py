@@ -29,6 +29,10 @@ from lab.transcripts import save as save_transcript
 
 FIRST_CHECKPOINT = "after-nodes"
 STDERR_TAIL = 5
+# Between tries of a readiness step or a settling check. A try is one SSH command (tens
+# of milliseconds); after a restore most waits end within a second of the service
+# coming back, so a whole second between tries was up to a second lost per wait.
+POLL_SECONDS = 0.5
 
 
 class Shell(Protocol):
@@ -176,7 +180,7 @@ class Engine:
             result = self.remote.run(node, command, timeout=timeout, echo=not quiet)
             if result.exit_code == 0 or time.monotonic() >= deadline:
                 break
-            time.sleep(1.0)
+            time.sleep(POLL_SECONDS)
         if result.exit_code != 0:
             hint = (
                 f"still failing after {retry_for:.0f} s"
@@ -247,7 +251,7 @@ class Engine:
             passed = check.passes(seen)
             if passed or check.absent(seen) or time.monotonic() >= deadline:
                 return CheckResult(check, passed, seen)
-            time.sleep(1.0)
+            time.sleep(POLL_SECONDS)
 
     def run_checks(self, module: ModuleType) -> list[CheckResult]:
         # In order: a later check may rely on an earlier one (a pull fills Redis).

@@ -572,6 +572,15 @@ def substitutes(spec: LabSpec, mirror: Mirror) -> tuple[str, str]:
     return minio, kind
 
 
+def phase_images(spec: LabSpec, mirror: Mirror) -> list[str]:
+    """The images the phases run on the nodes (stand-ins substituted), without the demo's."""
+    minio, kind = substitutes(spec, mirror)
+    lb = spec.loadbalancer
+    balancer = {"traefik": lb.traefik_image, "haproxy": lb.haproxy_image}.get(kind, lb.nginx_image)
+    images = [minio, spec.redis.image, spec.registry.image, balancer, spec.demo.hello_image]
+    return images + ([lb.keepalived_image] if lb.vip else [])
+
+
 def images_task(spec: LabSpec, build: Path, *, load: str | None = None) -> None:
     """What `inv lab.images [--load FILE.tar]` does."""
     if load:

@@ -35,7 +35,11 @@ def _config_dir(ctx: PhaseContext) -> str:
 
 def _run_args(ctx: PhaseContext) -> tuple[list[tuple[str, str, str]], str]:
     lb = ctx.spec.loadbalancer
-    port = f"-p {lb.port}:{lb.port}"
+    # The node's own network, not a published port: -p puts every byte through the
+    # docker bridge and NAT, and a request to the node's own registry through
+    # docker-proxy in userspace; a 50 MB pull took 1.5-2x as long as straight from a
+    # registry (bench/bench_lb.py). The load balancer listens on lb.port either way.
+    port = "--net=host"
     cfg = _config_dir(ctx)
     if ctx.lb_kind == "traefik":
         return (

@@ -40,3 +40,26 @@ def test_docker0_around_the_lab_and_the_labs_own_bridge_are_fine(monkeypatch) ->
         ("eth0", "192.0.2.2/24"),
     )
     bridge.check_free()
+
+
+class _Mirror:
+    """A mirror that holds only the images named (labels() is None for the others)."""
+
+    def __init__(self, *held: str):
+        self.held = set(held)
+
+    def labels(self, reference: str) -> dict[str, str] | None:
+        return {} if reference in self.held else None
+
+
+def test_nodes_are_seeded_with_the_images_their_phases_run() -> None:
+    from lab.images import S3_STANDIN, phase_images
+
+    spec = load_spec(REPO / "lab.yaml")
+    seeded = phase_images(spec, _Mirror())  # no MinIO or Traefik loaded: the stand-ins
+    assert seeded == [S3_STANDIN, "redis:7.2", "registry:2.8.3", "haproxy:2.6",
+                      "hello-world:linux"]  # fmt: skip
+    loaded = phase_images(spec, _Mirror(spec.minio.image, spec.loadbalancer.traefik_image))
+    assert loaded[0] == spec.minio.image and loaded[3] == spec.loadbalancer.traefik_image
+    front_door = load_spec(REPO / "labs" / "ha-front-door.yaml")
+    assert phase_images(front_door, _Mirror())[-1] == front_door.loadbalancer.keepalived_image

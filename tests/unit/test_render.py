@@ -157,7 +157,7 @@ def test_emulated_nodes_get_minio_health_checks_scaled_by_their_pace(
     for service in stack["services"].values():
         check = service["healthcheck"]
         timing = (check["interval"], check["timeout"], check["start_period"])
-        assert timing == ("20s", "40s", "240s")
+        assert timing == ("8s", "40s", "240s")
         assert service["environment"]["STANDIN_TIMEOUT_SCALE"] == "4.0"  # its peer timeouts
 
 
