@@ -435,10 +435,13 @@ def render(
         raise RenderError(f"nfs.export: {export} exists and is not a directory")
     caps = caps or Capabilities()
     # Secrets live in the build directory; render in memory before touching anything else.
-    secrets = ensure_secrets(build)
-    if spec.registry.tls:
-        ensure_registry_tls(secrets.directory, spec.name, *tls_names(spec))
-    files = _Renderer(spec, build, secrets, caps).files()
-    written = write_build(build, files)
-    export.mkdir(parents=True, exist_ok=True)
+    try:
+        secrets = ensure_secrets(build)
+        if spec.registry.tls:
+            ensure_registry_tls(secrets.directory, spec.name, *tls_names(spec))
+        files = _Renderer(spec, build, secrets, caps).files()
+        written = write_build(build, files)
+        export.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a full disk, a directory made read-only meanwhile
+        raise RenderError(f"cannot write {build}: {exc.strerror or exc}") from None
     return RenderResult(build, written, secrets)
