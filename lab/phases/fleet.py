@@ -54,7 +54,8 @@ def plan(ctx: PhaseContext) -> list[Step]:
         Step(
             "wait until every registry answers /v2/ again",
             tuple(ctx.node_names),
-            f"curl -sf -m 5 http://{{node_ip}}:{ctx.registry_port}/v2/ >/dev/null",
+            f"{registry_curl(ctx)} -sf -m 5 "
+            f"{registry_url(ctx, f'{{node_ip}}:{ctx.registry_port}')} >/dev/null",
             retry_for=120,
         ),
     ]
