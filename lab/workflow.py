@@ -83,12 +83,26 @@ def open_running_lab(spec_file: str | None, out: str | None) -> Lab:
 
 
 def adapt_to_provider(spec: LabSpec, provider: Provider) -> tuple[LabSpec, str]:
-    """Images the nodes cannot have are replaced by the provider's stand-ins."""
+    """Images the nodes cannot have are replaced by the provider's stand-ins, and offline
+    builds run under the tag of the version they hold."""
     minio_image, lb_kind = provider.image_substitutes()
-    if minio_image == spec.minio.image:
-        return spec, lb_kind
-    minio = spec.minio.model_copy(update={"image": minio_image})
-    return spec.model_copy(update={"minio": minio}), lb_kind
+    if minio_image != spec.minio.image:
+        minio = spec.minio.model_copy(update={"image": minio_image})
+        spec = spec.model_copy(update={"minio": minio})
+    return _swap_images(spec, provider.offline_images()), lb_kind
+
+
+def _swap_images(spec: LabSpec, swaps: dict[str, str]) -> LabSpec:
+    """``spec`` with every image field of these sections named in ``swaps`` replaced."""
+    update = {}
+    for section in ("demo", "registry", "redis", "loadbalancer"):
+        model = getattr(spec, section)
+        fields = {
+            k: swaps[v] for k, v in model.model_dump().items() if isinstance(v, str) and v in swaps
+        }
+        if fields:
+            update[section] = model.model_copy(update=fields)
+    return spec.model_copy(update=update) if update else spec
 
 
 def context(lab: Lab, demo: bool = False) -> PhaseContext:
@@ -119,6 +133,8 @@ def _render_and_validate(lab: Lab, validate: bool) -> None:
         console.print("no IPVS on these nodes: publishing with mode: host, endpoint_mode: dnsrr")
     if not lab.spec.registry.tls:
         console.print(f"[yellow]warning:[/yellow] {TLS_OFF_WARNING}")
+    for wanted, honest in sorted(lab.provider.offline_images().items()):
+        console.print(f"{wanted} runs as {honest}: the offline build of Debian's package")
     result = render(lab.spec, lab.build, caps)
     console.print(f"rendered {len(result.files)} files into {result.build}")
     if validate:
