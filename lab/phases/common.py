@@ -153,6 +153,18 @@ def trust_step(ctx: PhaseContext) -> Step:
     )
 
 
+def push_login(ctx: PhaseContext, address: str) -> str:
+    """Shell: docker login at ``address`` as the push account, the password read from
+    curl's config on the node (never on the command line). For checks, which must also
+    pass after a trainee did the phase by hand and logged in elsewhere or not at all."""
+    if not ctx.spec.registry.tls:
+        return ""
+    password = f"sed -n 's/^user = \"{PUSH_USER}:\\(.*\\)\"$/\\1/p' {CURLRC}"
+    return (
+        f"{password} | docker login -u {PUSH_USER} --password-stdin {sh(address)} >/dev/null 2>&1; "
+    )
+
+
 def login_step(ctx: PhaseContext, address: str, nodes: tuple[str, ...], reader: bool) -> Step:
     """docker login at ``address`` on ``nodes``: the push account in the default config,
     or the read-only account in READER_CONFIG. The password arrives on stdin."""

@@ -6,6 +6,7 @@ from lab.phases.common import (
     container_step,
     http_code,
     login_step,
+    push_login,
     registry_curl,
     registry_url,
     same_digest,
@@ -153,6 +154,7 @@ def checks(ctx: PhaseContext) -> list[Check]:
                 node,
                 pushed_image(leader_registry, DEMO_REPO, ctx)
                 + "; "
+                + push_login(ctx, f"{ctx.ip(node)}:{port}")
                 + same_digest(leader_registry, "$repo", "$tag", pull_ref, ctx),
                 timeout=180,
                 hint=f"{registry_curl(ctx)} -s "

@@ -7,6 +7,7 @@ from lab.phases.common import (
     container_step,
     http_code,
     login_step,
+    push_login,
     registry_curl,
     registry_url,
     same_digest,
@@ -244,7 +245,8 @@ def checks(ctx: PhaseContext) -> list[Check]:
         "an image pushed through the load balancer pulls through it with the same digest",
         "same digest",
         puller,
-        same_digest(lb, PROBE_REPO, PROBE_TAG, f"{lb}/{PROBE_REPO}:{PROBE_TAG}", ctx),
+        push_login(ctx, lb)
+        + same_digest(lb, PROBE_REPO, PROBE_TAG, f"{lb}/{PROBE_REPO}:{PROBE_TAG}", ctx),
         timeout=180,
     )
     if not _has_vip(ctx):
