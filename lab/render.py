@@ -48,6 +48,8 @@ PUBLIC_MODE = 0o644
 # where a registry's container sees its certificate and its htpasswd.
 LB_TLS_DIR = "/etc/lab-tls"
 REGISTRY_TLS_DIR = "/etc/docker/registry/tls"
+# With TLS: what keepalived asks a load balancer, no account needed (200: a registry is up).
+LB_HEALTH_PATH = "/lab-health"
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ class _Renderer:
             "registry_tls_name": REGISTRY_TLS_NAME,
             "push_user": PUSH_USER,
             "read_user": READ_USER,
+            "health_path": LB_HEALTH_PATH,
         }
 
     @property

@@ -156,15 +156,9 @@ def _front_door_steps(
     cfg = _config_dir(ctx)
     keepalived_configs = [("lb/keepalived/{node}.conf", f"{cfg}/keepalived.conf", "0644")]
     mounts = f"-v {sh(cfg + '/keepalived.conf:/etc/keepalived/keepalived.conf:ro')} "
-    if ctx.spec.registry.tls:  # its check logs in like any client, trusting the lab CA
-        keepalived_configs += [
-            ("secrets/ca.crt", f"{cfg}/keepalived-ca.crt", "0644"),
-            ("secrets/curlrc", f"{cfg}/keepalived-curlrc", "0600"),
-        ]
-        mounts += (
-            f"-v {sh(cfg + '/keepalived-ca.crt:/etc/keepalived/ca.crt:ro')} "
-            f"-v {sh(cfg + '/keepalived-curlrc:/etc/keepalived/curlrc:ro')} "
-        )
+    if ctx.spec.registry.tls:  # its check trusts the lab CA (and needs no account)
+        keepalived_configs += [("secrets/ca.crt", f"{cfg}/keepalived-ca.crt", "0644")]
+        mounts += f"-v {sh(cfg + '/keepalived-ca.crt:/etc/keepalived/ca.crt:ro')} "
     keepalived = (
         keepalived_configs,
         # The host's network (the node's lab NIC) and the right to put addresses on it.
