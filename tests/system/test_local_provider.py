@@ -146,7 +146,8 @@ def test_pulls_come_from_the_mirror(local_provider, local_swarm):
     )
     assert f'"{LOCAL_BUILD_LABEL}":"true"' in labels.stdout
     mirror_log = local_provider.host.mirror.log.read_text()
-    assert "10.213.7.13" in mirror_log and "/v2/library/busybox/manifests/1.36" in mirror_log
+    manifest = f"/v2/library/busybox/manifests/{BUSYBOX.split(':')[1]}"
+    assert "10.213.7.13" in mirror_log and manifest in mirror_log
 
 
 def test_overlay_traffic_crosses_nodes(local_swarm):
