@@ -17,7 +17,7 @@ import tarfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lab.errors import ProviderError
@@ -82,6 +82,27 @@ class Recipe:
             ],  # fmt: skip
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# What the offline images really hold: Debian bookworm's packages. Each is tagged by its
+# own version, not by the version lab.yaml names (Docker Hub's image a VirtualBox lab
+# pulls), so `docker images` on a node tells the truth. key -> tag (Debian's version:
+# busybox-static 1.35, docker-registry 2.8.2, redis-server 7.0, haproxy 2.6, nginx 1.22).
+OFFLINE_VERSIONS = {
+    "busybox": "1.35",
+    "registry": "2.8.2",
+    "redis": "7.0",
+    "haproxy": "2.6",
+    "nginx": "1.22",
+}
+
+
+def offline_reference(key: str, reference: str) -> str:
+    """The reference an offline image gets: lab.yaml's name with the tag of what it holds."""
+    if key not in OFFLINE_VERSIONS:
+        return reference
+    name = reference.split("@", 1)[0].rpartition(":")[0] or reference
+    return f"{name}:{OFFLINE_VERSIONS[key]}"
 
 
 def _apt(*packages: str) -> str:
@@ -195,7 +216,14 @@ def _keepalived_recipe(spec: LabSpec) -> Recipe:
 
 
 def _tutorial_recipes(spec: LabSpec) -> list[Recipe]:
-    busybox = spec.demo.busybox_image
+    busybox = offline_reference("busybox", spec.demo.busybox_image)
+    return [
+        replace(recipe, reference=offline_reference(recipe.key, recipe.reference))
+        for recipe in _spec_named_recipes(spec, busybox)
+    ]
+
+
+def _spec_named_recipes(spec: LabSpec, busybox: str) -> list[Recipe]:
     return [
         Recipe(
             "busybox",
@@ -557,6 +585,30 @@ def archive_tags(archive: Path) -> list[str]:
     if not tags:
         raise ProviderError(f"{archive} holds no tagged image: save it with `docker save NAME:TAG`")
     return tags
+
+
+# lab.yaml's image fields that name an offline image, by recipe key.
+OFFLINE_FIELDS = {
+    "busybox": ("demo", "busybox_image"),
+    "registry": ("registry", "image"),
+    "redis": ("redis", "image"),
+    "haproxy": ("loadbalancer", "haproxy_image"),
+    "nginx": ("loadbalancer", "nginx_image"),
+}
+
+
+def offline_images(spec: LabSpec, mirror: Mirror) -> dict[str, str]:
+    """lab.yaml's image -> the offline image of what it really holds, for every image
+    that differs, unless an instructor loaded the real one (`inv lab.images --load`)."""
+    swaps = {}
+    for key, (section, name) in OFFLINE_FIELDS.items():
+        wanted = getattr(getattr(spec, section), name)
+        honest = offline_reference(key, wanted)
+        labels = mirror.labels(wanted)
+        loaded = labels is not None and LOCAL_BUILD_LABEL not in labels
+        if honest != wanted and not loaded:
+            swaps[wanted] = honest
+    return swaps
 
 
 def substitutes(spec: LabSpec, mirror: Mirror) -> tuple[str, str]:

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lab.errors import UsageError
+
 if TYPE_CHECKING:
     from lab.spec import LabSpec
 
@@ -36,9 +38,41 @@ CACHE_ENV = "HA_REGISTRY_LAB_CACHE"
 LIBVIRT_RUN_DIR = BUILD_ROOT / "libvirt"
 
 
+KERNEL_FILESYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def out_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a build directory, known before anything is written."""
+    if any(path == root or root in path.parents for root in KERNEL_FILESYSTEMS):
+        return "is on a kernel file system (/proc, /sys, /dev), not a place for a lab"
+    if path.exists() and not path.is_dir():
+        return "exists and is not a directory"
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return f"{existing} is on a read-only file system"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
 def build_dir(lab_name: str, out: str | Path | None = None) -> Path:
-    """``out`` if given, else ``build/<lab>/`` beside the kit."""
-    return Path(out).resolve() if out else BUILD_ROOT / lab_name
+    """``out`` if given (refused in one line when it cannot hold a lab), else
+    ``build/<lab>/`` beside the kit."""
+    if not out:
+        return BUILD_ROOT / lab_name
+    path = Path(out).resolve()
+    problem = out_problem(path)
+    if problem:
+        raise UsageError(f"--out {str(out)[:80]}: {problem}")
+    return path
 
 
 def cache_dir() -> Path:

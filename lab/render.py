@@ -25,7 +25,15 @@ from lab.errors import UsageError
 from lab.host.bridge import bridge_name
 from lab.nodes import Capabilities
 from lab.paths import REPO_ROOT, build_dir, nfs_export_path
-from lab.secrets import LabSecrets, ensure_secrets
+from lab.secrets import (
+    PUSH_USER,
+    READ_USER,
+    REGISTRY_TLS_NAME,
+    LabSecrets,
+    RegistryTLS,
+    ensure_registry_tls,
+    ensure_secrets,
+)
 from lab.spec import LabSpec
 
 IGNITION_VERSION = "3.3.0"
@@ -36,6 +44,12 @@ MANIFEST = ".rendered"
 KEEPALIVED_DIR = "lb/keepalived"  # one config per load balancer node: <node>.conf
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
+# Where the load balancer's container sees the lab's CA, certificate and accounts, and
+# where a registry's container sees its certificate and its htpasswd.
+LB_TLS_DIR = "/etc/lab-tls"
+REGISTRY_TLS_DIR = "/etc/docker/registry/tls"
+# With TLS: what keepalived asks a load balancer, no account needed (200: a registry is up).
+LB_HEALTH_PATH = "/lab-health"
 
 
 @dataclass(frozen=True)
@@ -109,15 +123,38 @@ def docker_bridge(spec: LabSpec) -> str:
 
 
 def daemon_json(spec: LabSpec) -> str:
-    """Docker daemon settings every node gets: the lab mirror, the lab as insecure."""
-    settings = {
+    """Docker daemon settings every node gets: the lab mirror; with registry.tls off, the
+    lab network as insecure (plain HTTP, the tutorial's way). With TLS the nodes trust
+    the lab CA through /etc/docker/certs.d/ instead."""
+    settings: dict[str, object] = {
         "bip": docker_bridge(spec),
-        "insecure-registries": [spec.network.subnet],
         "log-driver": "json-file",
         "log-opts": {"max-file": "3", "max-size": "10m"},
         "registry-mirrors": [f"http://{spec.mirror}"],
     }
+    if not spec.registry.tls:
+        settings["insecure-registries"] = [spec.network.subnet]
     return json.dumps(settings, indent=2, sort_keys=True) + "\n"
+
+
+def registry_addresses(spec: LabSpec) -> list[str]:
+    """host:port of every registry the nodes' docker talks to: each node's and the front."""
+    front = f"{spec.front_address}:{spec.loadbalancer.port}"
+    own = [f"{node.ip}:{spec.registry.port}" for node in spec.nodes]
+    own_lbs = [f"{node.ip}:{spec.loadbalancer.port}" for node in spec.lb_nodes]
+    return sorted({front, *own, *own_lbs})
+
+
+def certs_d_path(address: str) -> str:
+    """Where docker looks for the CA of the registry at ``address`` (host:port)."""
+    return f"/etc/docker/certs.d/{address}/ca.crt"
+
+
+def tls_names(spec: LabSpec) -> tuple[list[str], list[str]]:
+    """(DNS names, IP addresses) the registries' certificate must hold: every node's name
+    and address, the front address (a VIP too), and localhost."""
+    addresses = [node.ip for node in spec.nodes] + [spec.front_address]
+    return [node.name for node in spec.nodes], addresses
 
 
 def libvirt_management_network(spec: LabSpec) -> tuple[str, str]:
@@ -163,7 +200,18 @@ class _Renderer:
             "nfs_export_abs": str(nfs_export_path(spec, build)),
             "ssh_public_key": secrets.ssh_public_key,
             "ignition_version": IGNITION_VERSION,
+            "tls": secrets.registry if spec.registry.tls else None,
+            "lb_tls_dir": LB_TLS_DIR,
+            "registry_tls_dir": REGISTRY_TLS_DIR,
+            "registry_tls_name": REGISTRY_TLS_NAME,
+            "push_user": PUSH_USER,
+            "read_user": READ_USER,
+            "health_path": LB_HEALTH_PATH,
         }
+
+    @property
+    def tls(self) -> RegistryTLS | None:
+        return self.secrets.registry if self.spec.registry.tls else None
 
     def text(self, template: str, **extra: object) -> str:
         try:
@@ -172,12 +220,18 @@ class _Renderer:
             raise RenderError(f"{template}: {exc}") from exc
 
     def node_files(self) -> list[NodeFile]:
-        return [
+        files = [
             NodeFile("/etc/docker/daemon.json", daemon_json(self.spec)),
             NodeFile(
                 "/etc/profile.d/docker-aliases.sh", self.text("cloud-config/docker-aliases.sh.j2")
             ),
         ]
+        if self.tls is not None:  # docker trusts the lab CA for each registry address
+            files += [
+                NodeFile(certs_d_path(address), self.tls.ca_pem)
+                for address in registry_addresses(self.spec)
+            ]
+        return files
 
     def node_units(self) -> list[NodeUnit]:
         units = [
@@ -272,11 +326,18 @@ class _Renderer:
                 self.text("cloud-config/units/registry.service.j2", fleet=False).encode(),
             ),
             RenderedFile("lb/traefik.yml", self.text("stacks/lb/traefik.yml.j2").encode()),
+        ]
+        # With TLS the load balancer's configs hold the push account's Authorization
+        # value (what they send the registries): 0600 like the registry configs.
+        lb_mode = SECRET_MODE if self.tls is not None else PUBLIC_MODE
+        out += [
             RenderedFile(
-                "lb/traefik-dynamic.yml", self.text("stacks/lb/traefik-dynamic.yml.j2").encode()
+                "lb/traefik-dynamic.yml",
+                self.text("stacks/lb/traefik-dynamic.yml.j2").encode(),
+                lb_mode,
             ),
-            RenderedFile("lb/haproxy.cfg", self.text("stacks/lb/haproxy.cfg.j2").encode()),
-            RenderedFile("lb/nginx.conf", self.text("stacks/lb/nginx.conf.j2").encode()),
+            RenderedFile("lb/haproxy.cfg", self.text("stacks/lb/haproxy.cfg.j2").encode(), lb_mode),
+            RenderedFile("lb/nginx.conf", self.text("stacks/lb/nginx.conf.j2").encode(), lb_mode),
         ]
         out += self.keepalived_files()
         return sorted(out, key=lambda f: f.path)
@@ -377,8 +438,13 @@ def render(
         raise RenderError(f"nfs.export: {export} exists and is not a directory")
     caps = caps or Capabilities()
     # Secrets live in the build directory; render in memory before touching anything else.
-    secrets = ensure_secrets(build)
-    files = _Renderer(spec, build, secrets, caps).files()
-    written = write_build(build, files)
-    export.mkdir(parents=True, exist_ok=True)
+    try:
+        secrets = ensure_secrets(build)
+        if spec.registry.tls:
+            ensure_registry_tls(secrets.directory, spec.name, *tls_names(spec))
+        files = _Renderer(spec, build, secrets, caps).files()
+        written = write_build(build, files)
+        export.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a full disk, a directory made read-only meanwhile
+        raise RenderError(f"cannot write {build}: {exc.strerror or exc}") from None
     return RenderResult(build, written, secrets)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import datetime
+import ipaddress
 import os
 import secrets as _random
 import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+import bcrypt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 SECRETS_DIRNAME = "secrets"
 _ALPHABET = string.ascii_letters + string.digits
@@ -33,6 +38,15 @@ class LabSecrets:
 
     def file(self, name: str) -> Path:
         return self.directory / name
+
+    @property
+    def registry(self) -> RegistryTLS:
+        """The registry's CA, certificate and accounts (made by the render, read here)."""
+        return RegistryTLS(
+            self.directory,
+            self.file("registry_push_password").read_text().strip(),
+            self.file("registry_read_password").read_text().strip(),
+        )
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -94,3 +108,170 @@ def ensure_secrets(build: Path) -> LabSecrets:
         ).decode(),
         ssh_public_key=_ssh_keypair(directory),
     )
+
+
+# ------------------------------------------------------- registry TLS and accounts
+
+PUSH_USER = "lab-push"  # may push and pull
+READ_USER = "lab-read"  # may only pull: the load balancer refuses its writes
+# Apache htpasswd -B's default cost: every request checks a password (the registry and
+# the load balancer keep no session), so a high cost would cost a core under load.
+BCRYPT_ROUNDS = 5
+CA_DAYS = 3650
+# The DNS name the load balancers check the registries' certificate against (the
+# registries are reached by address, which nginx and Traefik cannot verify as a name).
+REGISTRY_TLS_NAME = "registry"
+
+
+@dataclass(frozen=True)
+class RegistryTLS:
+    """The lab CA, the registries' certificate and the two accounts (files under secrets/)."""
+
+    directory: Path
+    push_password: str
+    read_password: str
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.crt"
+
+    @property
+    def ca_pem(self) -> str:
+        return self.ca_file.read_text()
+
+    @property
+    def backend_auth(self) -> str:
+        """The Authorization value the load balancer sends the registries (push account)."""
+        return (self.directory / "registry_backend_auth").read_text().strip()
+
+    @property
+    def lb_users(self) -> list[tuple[str, str]]:
+        """(user, bcrypt hash) the load balancer accepts: both accounts."""
+        return _htpasswd_entries(self.directory / "lb.htpasswd")
+
+
+def _htpasswd_entries(path: Path) -> list[tuple[str, str]]:
+    return [
+        (user, hashed)
+        for user, _, hashed in (line.partition(":") for line in path.read_text().splitlines())
+        if hashed
+    ]
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)])
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _make_ca(directory: Path, lab: str) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    name = _name(f"{lab} lab CA")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))  # nodes' clocks may lag
+        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    write_private(directory / "ca.key", _pem_key(key))
+    write_private(directory / "ca.crt", cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _wanted_sans(names: list[str], addresses: list[str]) -> list[x509.GeneralName]:
+    dns = sorted({*names, REGISTRY_TLS_NAME, "localhost"})
+    ips = sorted({*addresses, "127.0.0.1"}, key=lambda a: ipaddress.ip_address(a).packed)
+    return [x509.DNSName(n) for n in dns] + [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
+
+
+def _current_sans(cert_file: Path) -> list[x509.GeneralName] | None:
+    if not cert_file.exists():
+        return None
+    try:
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+
+
+def _make_server_cert(directory: Path, sans: list[x509.GeneralName]) -> None:
+    ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(REGISTRY_TLS_NAME))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(ca_cert.not_valid_after_utc)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    write_private(directory / "registry.key", _pem_key(key))
+    write_private(directory / "registry.crt", cert_pem)
+    # HAProxy wants the certificate and its key in one file.
+    write_private(directory / "registry.pem", cert_pem + _pem_key(key))
+
+
+def _htpasswd(users: list[tuple[str, str]]) -> bytes:
+    lines = [
+        f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()}"
+        for user, password in users
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def ensure_registry_tls(
+    directory: Path, lab: str, names: list[str], addresses: list[str]
+) -> RegistryTLS:
+    """The lab CA (made once), a certificate for every name and address the registries and
+    load balancers answer on (made again only when that list changes), and the accounts.
+
+    Everything stays as it is from one render to the next, so files that embed the CA
+    or a password hash render byte-identical."""
+    if not (directory / "ca.crt").exists() or not (directory / "ca.key").exists():
+        _make_ca(directory, lab)
+        (directory / "registry.crt").unlink(missing_ok=True)  # signed by the old CA
+    sans = _wanted_sans(names, addresses)
+    if _current_sans(directory / "registry.crt") != sans:
+        _make_server_cert(directory, sans)
+    push = _ensure(directory / "registry_push_password", lambda: _token(32)).decode()
+    read = _ensure(directory / "registry_read_password", lambda: _token(32)).decode()
+    # The registries know only the push account: the read-only one exists at the load
+    # balancer alone, which forwards every request it lets through as the push account.
+    _ensure(directory / "registry.htpasswd", lambda: _htpasswd([(PUSH_USER, push)]))
+    _ensure(directory / "lb.htpasswd", lambda: _htpasswd([(PUSH_USER, push), (READ_USER, read)]))
+    _ensure(
+        directory / "registry_backend_auth",
+        lambda: base64.b64encode(f"{PUSH_USER}:{push}".encode()),
+    )
+    # curl's config on the nodes: the push account, so no password is on a command line.
+    _ensure(directory / "curlrc", lambda: f'user = "{PUSH_USER}:{push}"\n'.encode())
+    for name in ("ca.crt", "registry.crt"):
+        os.chmod(directory / name, 0o600)
+    return RegistryTLS(directory, push, read)

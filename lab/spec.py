@@ -486,6 +486,9 @@ class Registry(_Model):
     region: Annotated[str, _is(REGION)] = "us-east-1"
     rootdirectory: AbsPath = "/registry"  # a key prefix in the bucket
     config_dir: NodeDir = "/etc/docker/registry"
+    # HTTPS with the lab CA and two accounts (push, read-only); false reproduces the
+    # tutorial exactly: plain HTTP, no login, insecure-registries on every node.
+    tls: bool = True
 
 
 class LoadBalancer(_Model):

@@ -21,6 +21,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -41,7 +42,7 @@ from rich.table import Table
 
 from lab.output import make_console
 from lab.paths import REPO_ROOT
-from lab.render import keepalived_config, mount_unit_name
+from lab.render import LB_TLS_DIR, keepalived_config, mount_unit_name
 from lab.secrets import SECRETS_DIRNAME
 from lab.spec import LabSpec
 
@@ -165,9 +166,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _http_status(url: str) -> int | None:
-    """GET ``url`` without any proxy; the status code, or None if nothing answers."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def _http_status(url: str, ca_file: Path | None = None) -> int | None:
+    """GET ``url`` without any proxy (HTTPS: trusting only ``ca_file``); the status
+    code, or None if nothing answers."""
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if ca_file is not None:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(url, timeout=1.0) as response:
             return int(response.status)
@@ -440,7 +446,7 @@ def check_stack(path: Path, ctx: Context) -> Outcome:
 # ---------------------------------------------------------------- registry
 
 
-def _registry_env(port: int) -> dict[str, str]:
+def _registry_env(port: int, spec: LabSpec, secrets: Path) -> dict[str, str]:
     # REGISTRY_<SECTION>_<KEY> variables override the file; drop the user's, set only the
     # listen address, so the rendered file itself is what runs (no copy holding secrets).
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
@@ -448,6 +454,10 @@ def _registry_env(port: int) -> dict[str, str]:
     # its HTTP transport cannot take one); the lab's MinIO is plain HTTP anyway.
     env.pop("AWS_CA_BUNDLE", None)
     env["REGISTRY_HTTP_ADDR"] = f"127.0.0.1:{port}"
+    if spec.registry.tls:  # the node's paths of the certificate and htpasswd, from here
+        env["REGISTRY_HTTP_TLS_CERTIFICATE"] = str(secrets / "registry.crt")
+        env["REGISTRY_HTTP_TLS_KEY"] = str(secrets / "registry.key")
+        env["REGISTRY_AUTH_HTPASSWD_PATH"] = str(secrets / "registry.htpasswd")
     return env
 
 
@@ -461,25 +471,32 @@ def check_registry(path: Path, ctx: Context) -> Outcome:
     binary = _need("docker-registry", "docker-registry")
     scratch = ctx.scratch("registry")
     port = _free_port()
-    url = f"http://127.0.0.1:{port}/v2/"
+    secrets = ctx.build / SECRETS_DIRNAME
+    tls = ctx.spec.registry.tls
+    # With TLS: the lab CA verifies the certificate (by 127.0.0.1) and /v2/ asks for the
+    # push account's password (401) before anything else.
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/v2/"
+    wanted = 401 if tls else 200
+    ca_file = secrets / "ca.crt" if tls else None
     log_path = scratch / "registry.log"
     with (
         log_path.open("wb") as log,
         ctx.processes.started(
             [binary, "serve", str(path)],
-            env=_registry_env(port),
+            env=_registry_env(port, ctx.spec, secrets),
             cwd=scratch,
             stdout=log,
             stderr=subprocess.STDOUT,
         ) as proc,
     ):
-        answered = _wait_until(lambda: _http_status(url) == 200, proc, ctx.processes)
+        answered = _wait_until(lambda: _http_status(url, ca_file) == wanted, proc, ctx.processes)
         exited = proc.poll()
     if answered:
-        return True, "ok (serve: GET /v2/ answered 200)"
+        how = "HTTPS verified with the lab CA, " if tls else ""
+        return True, f"ok (serve: {how}GET /v2/ answered {wanted})"
     log_text = log_path.read_text(errors="replace")
     if exited is None:
-        return False, f"GET /v2/ did not answer 200 within {SERVER_START_TIMEOUT:.0f}s"
+        return False, f"GET /v2/ did not answer {wanted} within {SERVER_START_TIMEOUT:.0f}s"
     return False, _relevant_line(log_text, ["panic:", "level=fatal", "level=error", "error"])
 
 
@@ -540,8 +557,21 @@ def check_redis(path: Path, ctx: Context) -> Outcome:
 # ------------------------------------------------------------ load balancers
 
 
+def _with_tls_files_here(path: Path, ctx: Context, name: str) -> Path:
+    """``path``, or a private copy that finds the certificate, key and CA the container
+    sees under LB_TLS_DIR in the build's secrets (HAProxy and nginx open them at -c/-t)."""
+    text = path.read_text()
+    if LB_TLS_DIR + "/" not in text:
+        return path
+    copy = ctx.scratch(name) / path.name
+    copy.write_text(text.replace(LB_TLS_DIR + "/", f"{ctx.build / SECRETS_DIRNAME}/"))
+    copy.chmod(0o600)
+    return copy
+
+
 def check_haproxy(path: Path, ctx: Context) -> Outcome:
     haproxy = _need("haproxy", "haproxy")
+    path = _with_tls_files_here(path, ctx, "haproxy")
     proc = ctx.processes.run([haproxy, "-c", "-f", str(path)])
     # [NOTICE] lines are informational; warnings are real problems in a rendered file.
     problems = [
@@ -557,6 +587,7 @@ def check_haproxy(path: Path, ctx: Context) -> Outcome:
 def check_nginx(path: Path, ctx: Context) -> Outcome:
     nginx = _need("nginx", "nginx")
     prefix = ctx.scratch("nginx")
+    path = _with_tls_files_here(path, ctx, "nginx-tls")
     # -p: relative paths resolve in a scratch dir; -e stderr: don't open the system error
     # log; -t opens no sockets and writes no pid file.
     proc = ctx.processes.run(

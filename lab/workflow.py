@@ -30,7 +30,7 @@ from lab.providers import DEFAULT_PROVIDER, make_provider, provider_class
 from lab.providers.base import Provider
 from lab.remote import Remote, known_hosts_file
 from lab.render import render
-from lab.secrets import ensure_secrets
+from lab.secrets import PUSH_USER, READ_USER, ensure_secrets
 from lab.spec import LabSpec, load_spec
 from lab.state import RESET, TRAINEE, LabState, PhaseRecord
 from lab.trainee import explain_lines, guide, next_steps_lines
@@ -83,12 +83,26 @@ def open_running_lab(spec_file: str | None, out: str | None) -> Lab:
 
 
 def adapt_to_provider(spec: LabSpec, provider: Provider) -> tuple[LabSpec, str]:
-    """Images the nodes cannot have are replaced by the provider's stand-ins."""
+    """Images the nodes cannot have are replaced by the provider's stand-ins, and offline
+    builds run under the tag of the version they hold."""
     minio_image, lb_kind = provider.image_substitutes()
-    if minio_image == spec.minio.image:
-        return spec, lb_kind
-    minio = spec.minio.model_copy(update={"image": minio_image})
-    return spec.model_copy(update={"minio": minio}), lb_kind
+    if minio_image != spec.minio.image:
+        minio = spec.minio.model_copy(update={"image": minio_image})
+        spec = spec.model_copy(update={"minio": minio})
+    return _swap_images(spec, provider.offline_images()), lb_kind
+
+
+def _swap_images(spec: LabSpec, swaps: dict[str, str]) -> LabSpec:
+    """``spec`` with every image field of these sections named in ``swaps`` replaced."""
+    update = {}
+    for section in ("demo", "registry", "redis", "loadbalancer"):
+        model = getattr(spec, section)
+        fields = {
+            k: swaps[v] for k, v in model.model_dump().items() if isinstance(v, str) and v in swaps
+        }
+        if fields:
+            update[section] = model.model_copy(update=fields)
+    return spec.model_copy(update=update) if update else spec
 
 
 def context(lab: Lab, demo: bool = False) -> PhaseContext:
@@ -102,10 +116,25 @@ def context(lab: Lab, demo: bool = False) -> PhaseContext:
     )
 
 
+TLS_OFF_WARNING = (
+    "registry.tls is false: plain HTTP, no login, anyone on the lab network may push "
+    "(the tutorial's way)"
+)
+
+
+def _front_url(spec: LabSpec) -> str:
+    scheme = "https" if spec.registry.tls else "http"
+    return f"{scheme}://{spec.front_address}:{spec.loadbalancer.port}"
+
+
 def _render_and_validate(lab: Lab, validate: bool) -> None:
     caps = lab.provider.capabilities
     if not caps.ipvs:
         console.print("no IPVS on these nodes: publishing with mode: host, endpoint_mode: dnsrr")
+    if not lab.spec.registry.tls:
+        console.print(f"[yellow]warning:[/yellow] {TLS_OFF_WARNING}")
+    for wanted, honest in sorted(lab.provider.offline_images().items()):
+        console.print(f"{wanted} runs as {honest}: the offline build of Debian's package")
     result = render(lab.spec, lab.build, caps)
     console.print(f"rendered {len(result.files)} files into {result.build}")
     if validate:
@@ -152,7 +181,8 @@ def up(
         return timings
     console.print(
         f"[bold green]lab {lab.spec.name} is up[/bold green]: registry behind "
-        f"{lab.lb_kind} at http://{lab.spec.front_address}:{lab.spec.loadbalancer.port}"
+        f"{lab.lb_kind} at {_front_url(lab.spec)}"
+        + (f" (log in as {PUSH_USER} or {READ_USER})" if lab.spec.registry.tls else "")
     )
     return timings
 
@@ -356,6 +386,17 @@ def validate_only(spec_file: str | None, out: str | None) -> None:
         raise LabError("some files did not validate (see the table above)")
 
 
+def _drill_access(lab: Lab):  # noqa: ANN202 (the drills package is imported lazily)
+    """The drills' way in when the registries use TLS: the lab CA and the push account."""
+    from lab.drills.load import Access
+    from lab.secrets import PUSH_USER
+
+    if not lab.spec.registry.tls:
+        return None
+    secrets = ensure_secrets(lab.build)
+    return Access(secrets.file("ca.crt"), PUSH_USER, secrets.registry.push_password)
+
+
 def drill(
     name: str,
     spec_file: str | None,
@@ -386,6 +427,7 @@ def drill(
         registries=[f"{n.ip}:{spec.registry.port}" for n in spec.nodes],
         broken_file=lab.build / "drills" / "in-force.json",
         say=console.print,
+        access=_drill_access(lab),
     )
     options = DrillOptions(seconds=seconds, out_dir=lab.build / "drills")
     verdicts = []

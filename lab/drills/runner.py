@@ -14,6 +14,7 @@ from pathlib import Path
 from lab.drills.faults import DrillLab, DrillTarget, resolve
 from lab.drills.load import (
     PULL_REPO,
+    Access,
     Load,
     LoadPlan,
     Outcome,
@@ -34,10 +35,10 @@ SERVING_TIMEOUT = 180.0  # for every registry to serve again after healing
 LOST_PATIENCE = 60.0  # a node that was off heals its drives and cache first
 
 
-def _gives_back(address: str, push: Outcome) -> bool:
+def _gives_back(address: str, push: Outcome, access: Access | None) -> bool:
     repo, _, tag = push.ref.rpartition(":")
     try:
-        return Registry(address).pull(repo, tag) == push.digest
+        return Registry(address, access=access).pull(repo, tag) == push.digest
     except (RegistryFailure, ValueError, KeyError):
         return False
 
@@ -93,9 +94,10 @@ class LeaderWatch:
 
 class DrillRun:
     def __init__(self, lab: DrillLab, front: str, registries: list[str], broken_file: Path,
-                 say: Callable[[str], None]):  # fmt: skip
+                 say: Callable[[str], None], access: Access | None = None):  # fmt: skip
         self.lab, self.front, self.registries = lab, front, registries
         self.broken_file, self.say = broken_file, say
+        self.access = access  # HTTPS and an account, when the lab's registries use TLS
 
     # ------------------------------------------------------------ one drill
 
@@ -103,7 +105,7 @@ class DrillRun:
         self.heal_leftover()
         target = resolve(name, self.lab, node)
         self.wait_healthy(target.powered_off)
-        load = Load(Registry(self.front), options.load or LoadPlan())
+        load = Load(Registry(self.front, access=self.access), options.load or LoadPlan())
         load.seed()
         watch = LeaderWatch(self.lab, load.now)
         total = BASELINE + options.seconds + HEAL_TIMEOUT + SETTLE_TIMEOUT
@@ -174,7 +176,7 @@ class DrillRun:
         addresses = [a for a in self.registries if down is None or not a.startswith(
             self.lab.spec.node(down).ip + ":")] + [self.front]  # fmt: skip
         deadline = time.monotonic() + HEAL_TIMEOUT
-        while not all(Registry(a, timeout=2).answers() for a in addresses):
+        while not all(Registry(a, timeout=2, access=self.access).answers() for a in addresses):
             if time.monotonic() > deadline:
                 raise LabError(
                     f"the lab is not healthy: some of {', '.join(addresses)} do not answer "
@@ -190,7 +192,7 @@ class DrillRun:
         probe = Outcome("push", 0, 0, True, ref=f"{PULL_REPO}:{tag}", digest=digest)
         deadline = time.monotonic() + SERVING_TIMEOUT
         while time.monotonic() < deadline:
-            if all(_gives_back(address, probe) for address in self.registries):
+            if all(_gives_back(address, probe, self.access) for address in self.registries):
                 return
             time.sleep(2)
 
@@ -203,7 +205,7 @@ class DrillRun:
         deadline = time.monotonic() + LOST_PATIENCE
         while True:
             wanted = [(push, address) for push, address in wanted
-                      if not _gives_back(address, push)]  # fmt: skip
+                      if not _gives_back(address, push, self.access)]  # fmt: skip
             if not wanted or time.monotonic() > deadline:
                 return [f"{push.ref} from {address}" for push, address in wanted]
             time.sleep(2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from lab.phases.common import http_code, sh
+from lab.phases.common import http_code, registry_curl, registry_url, sh
 from lab.phases.context import PhaseContext
 from lab.plan import Check, Step, TraineeCommand, Upload
 
@@ -54,7 +54,8 @@ def plan(ctx: PhaseContext) -> list[Step]:
         Step(
             "wait until every registry answers /v2/ again",
             tuple(ctx.node_names),
-            f"curl -sf -m 5 http://{{node_ip}}:{ctx.registry_port}/v2/ >/dev/null",
+            f"{registry_curl(ctx)} -sf -m 5 "
+            f"{registry_url(ctx, f'{{node_ip}}:{ctx.registry_port}')} >/dev/null",
             retry_for=120,
         ),
     ]
@@ -107,14 +108,15 @@ def checks(ctx: PhaseContext) -> list[Check]:
                     hint=f"systemctl status {UNIT}; journalctl -u {UNIT} -n 20",
                 )
             )
+        own = registry_url(ctx, f"{ctx.ip(node)}:{ctx.registry_port}")
         result.append(
             Check(
                 f"the registry on {node} answers /v2/",
                 "200",
                 node,
-                http_code(f"http://{ctx.ip(node)}:{ctx.registry_port}/v2/"),
+                http_code(own, registry_curl(ctx)),
                 settle_for=30,
-                hint=f"curl -i http://{ctx.ip(node)}:{ctx.registry_port}/v2/",
+                hint=f"{registry_curl(ctx)} -i {own}",
             )
         )
     return result

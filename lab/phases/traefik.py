@@ -6,6 +6,10 @@ from __future__ import annotations
 from lab.phases.common import (
     container_step,
     http_code,
+    login_step,
+    push_login,
+    registry_curl,
+    registry_url,
     same_digest,
     sh,
     wait_for_registries,
@@ -13,6 +17,7 @@ from lab.phases.common import (
 )
 from lab.phases.context import PhaseContext
 from lab.plan import Check, Step
+from lab.render import LB_TLS_DIR
 
 TITLE = "a load balancer in front of all registries"
 EXPLAIN = """\
@@ -29,11 +34,30 @@ PROBE_REPO = "lab/hello-world"
 PROBE_TAG = "through-lb"
 
 
+# With registry.tls: what the load balancer's container sees in LB_TLS_DIR.
+LB_TLS_FILES = ("ca.crt", "registry.crt", "registry.key", "registry.pem", "lb.htpasswd")
+
+
 def _config_dir(ctx: PhaseContext) -> str:
     return f"{ctx.spec.registry.config_dir}/lb"
 
 
+def _tls_configs(ctx: PhaseContext) -> tuple[list[tuple[str, str, str]], str]:
+    """(configs, docker run argument) of the lab's certificate, CA and accounts."""
+    if not ctx.spec.registry.tls:
+        return [], ""
+    cfg = f"{_config_dir(ctx)}/tls"
+    configs = [(f"secrets/{name}", f"{cfg}/{name}", "0600") for name in LB_TLS_FILES]
+    return configs, f"-v {sh(cfg + ':' + LB_TLS_DIR + ':ro')} "
+
+
 def _run_args(ctx: PhaseContext) -> tuple[list[tuple[str, str, str]], str]:
+    configs, run_args = _lb_run_args(ctx)
+    tls_configs, tls_mount = _tls_configs(ctx)
+    return configs + tls_configs, tls_mount + run_args
+
+
+def _lb_run_args(ctx: PhaseContext) -> tuple[list[tuple[str, str, str]], str]:
     lb = ctx.spec.loadbalancer
     # The node's own network, not a published port: -p puts every byte through the
     # docker bridge and NAT, and a request to the node's own registry through
@@ -41,23 +65,25 @@ def _run_args(ctx: PhaseContext) -> tuple[list[tuple[str, str, str]], str]:
     # registry (bench/bench_lb.py). The load balancer listens on lb.port either way.
     port = "--net=host"
     cfg = _config_dir(ctx)
+    # 0600 with TLS: the configs hold the push account's Authorization value.
+    mode = "0600" if ctx.spec.registry.tls else "0644"
     if ctx.lb_kind == "traefik":
         return (
             [
                 ("lb/traefik.yml", f"{cfg}/traefik.yml", "0644"),
-                ("lb/traefik-dynamic.yml", f"{cfg}/dynamic.yml", "0644"),
+                ("lb/traefik-dynamic.yml", f"{cfg}/dynamic.yml", mode),
             ],
             f"{port} -v {sh(cfg + '/traefik.yml:/etc/traefik/traefik.yml:ro')} "
             f"-v {sh(cfg + '/dynamic.yml:/etc/traefik/dynamic.yml:ro', lb.traefik_image)}",
         )
     if ctx.lb_kind == "haproxy":
         return (
-            [("lb/haproxy.cfg", f"{cfg}/haproxy.cfg", "0644")],
+            [("lb/haproxy.cfg", f"{cfg}/haproxy.cfg", mode)],
             f"{port} -v {sh(cfg + '/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro')} "
             f"{sh(lb.haproxy_image)} haproxy -f /usr/local/etc/haproxy/haproxy.cfg",
         )
     return (
-        [("lb/nginx.conf", f"{cfg}/nginx.conf", "0644")],
+        [("lb/nginx.conf", f"{cfg}/nginx.conf", mode)],
         f"{port} -v {sh(cfg + '/nginx.conf:/etc/nginx/nginx.conf:ro')} "
         f"{sh(lb.nginx_image)} nginx -c /etc/nginx/nginx.conf -g 'daemon off;'",
     )
@@ -83,6 +109,7 @@ def plan(ctx: PhaseContext) -> list[Step]:
         wait_for_storage(ctx),
         wait_for_registries(ctx),
         *lb_steps(ctx, configs, run_args),
+        *_logins(ctx),
         Step(
             "push through the load balancer",
             (ctx.node_names[-1],),
@@ -90,6 +117,18 @@ def plan(ctx: PhaseContext) -> list[Step]:
             f"&& docker tag {sh(hello, probe)} "
             f"&& docker push {sh(probe)}",
         ),
+    ]
+
+
+def _logins(ctx: PhaseContext) -> list[Step]:
+    """Every node's docker logs in at the front address: the push account by default, the
+    read-only one in its own client config (verify pulls with it)."""
+    if not ctx.spec.registry.tls:
+        return []
+    nodes = tuple(ctx.node_names)
+    return [
+        login_step(ctx, ctx.lb_address, nodes, reader=False),
+        login_step(ctx, ctx.lb_address, nodes, reader=True),
     ]
 
 
@@ -106,7 +145,7 @@ def _single_lb_steps(
         Step(
             "wait until the load balancer answers /v2/",
             (node,),
-            f"curl -sf -m 5 {sh(f'http://{lb}/v2/')} >/dev/null",
+            f"{registry_curl(ctx)} -sf -m 5 {sh(registry_url(ctx, lb))} >/dev/null",
             retry_for=90,
         ),
     ]
@@ -119,12 +158,16 @@ def _front_door_steps(
     nodes = ctx.lb_node_names
     port = ctx.spec.loadbalancer.port
     cfg = _config_dir(ctx)
+    keepalived_configs = [("lb/keepalived/{node}.conf", f"{cfg}/keepalived.conf", "0644")]
+    mounts = f"-v {sh(cfg + '/keepalived.conf:/etc/keepalived/keepalived.conf:ro')} "
+    if ctx.spec.registry.tls:  # its check trusts the lab CA (and needs no account)
+        keepalived_configs += [("secrets/ca.crt", f"{cfg}/keepalived-ca.crt", "0644")]
+        mounts += f"-v {sh(cfg + '/keepalived-ca.crt:/etc/keepalived/ca.crt:ro')} "
     keepalived = (
-        [("lb/keepalived/{node}.conf", f"{cfg}/keepalived.conf", "0644")],
+        keepalived_configs,
         # The host's network (the node's lab NIC) and the right to put addresses on it.
         "--net=host --cap-add NET_ADMIN --cap-add NET_BROADCAST "
-        f"-v {sh(cfg + '/keepalived.conf:/etc/keepalived/keepalived.conf:ro')} "
-        f"{sh(ctx.spec.loadbalancer.keepalived_image)}",
+        f"{mounts}{sh(ctx.spec.loadbalancer.keepalived_image)}",
     )
     return [
         container_step(
@@ -133,7 +176,7 @@ def _front_door_steps(
         Step(
             "wait until every load balancer answers /v2/",
             nodes,
-            f"curl -sf -m 5 http://{{node_ip}}:{port}/v2/ >/dev/null",
+            f"{registry_curl(ctx)} -sf -m 5 {registry_url(ctx, f'{{node_ip}}:{port}')} >/dev/null",
             retry_for=90,
         ),
         container_step(
@@ -147,7 +190,7 @@ def _front_door_steps(
         Step(
             "wait until the front address answers /v2/",
             nodes,
-            f"curl -sf -m 5 {sh(f'http://{ctx.lb_address}/v2/')} >/dev/null",
+            f"{registry_curl(ctx)} -sf -m 5 {sh(registry_url(ctx, ctx.lb_address))} >/dev/null",
             retry_for=60,
         ),
     ]
@@ -158,14 +201,15 @@ def _backends_seen(ctx: PhaseContext, lb: str) -> str:
     answered them."""
     rounds = 4 * len(ctx.node_names)
     requests = (
-        f"for i in $(seq 1 {rounds}); do curl -s -o /dev/null -D - -m 5 {sh(f'http://{lb}/v2/')}; "
+        f"for i in $(seq 1 {rounds}); do {registry_curl(ctx)} -s -o /dev/null -D - -m 5 "
+        f"{sh(registry_url(ctx, lb))}; "
         "done"
     )
     if ctx.lb_kind == "traefik":
         # Traefik's access log names the backend URL of every request.
         return (
             f"{requests} >/dev/null; docker logs {CONTAINER} 2>&1 "
-            f"| grep -o 'http://[0-9.]*:{ctx.registry_port}' | sort -u | wc -l"
+            f"| grep -oE 'https?://[0-9.]*:{ctx.registry_port}' | sort -u | wc -l"
         )
     return (
         f"{requests} | tr -d '\\r' | awk -F': ' 'tolower($1)==\"x-served-by\"{{print $2}}' "
@@ -189,7 +233,7 @@ def checks(ctx: PhaseContext) -> list[Check]:
             f"{ctx.lb_kind} answers /v2/ at {lb}",
             "200",
             first,
-            http_code(f"http://{lb}/v2/"),
+            http_code(registry_url(ctx, lb), registry_curl(ctx)),
             settle_for=30,
         )
     ]
@@ -199,7 +243,8 @@ def checks(ctx: PhaseContext) -> list[Check]:
         "an image pushed through the load balancer pulls through it with the same digest",
         "same digest",
         puller,
-        same_digest(lb, PROBE_REPO, PROBE_TAG, f"{lb}/{PROBE_REPO}:{PROBE_TAG}"),
+        push_login(ctx, lb)
+        + same_digest(lb, PROBE_REPO, PROBE_TAG, f"{lb}/{PROBE_REPO}:{PROBE_TAG}", ctx),
         timeout=180,
     )
     if not _has_vip(ctx):
@@ -234,7 +279,7 @@ def _front_door_checks(ctx: PhaseContext) -> list[Check]:
             f"the load balancer on {node} answers /v2/",
             "200",
             node,
-            http_code(f"http://{_own_lb(ctx, node)}/v2/"),
+            http_code(registry_url(ctx, _own_lb(ctx, node)), registry_curl(ctx)),
             settle_for=30,
         )
         for node in nodes

@@ -38,6 +38,11 @@ class Provider(Protocol):
         """(MinIO image, load balancer kind) the nodes can really run."""
         ...
 
+    def offline_images(self) -> dict[str, str]:
+        """lab.yaml's image -> the image the nodes really run under its own version's tag
+        (an offline build of a Debian package); empty where the real images are pulled."""
+        ...
+
     def power_off(self, node: str) -> None:
         """Cut one node's power: no clean shutdown, its network gone (drills)."""
         ...

@@ -219,6 +219,10 @@ class VagrantProvider:
         """VirtualBox nodes pull from the internet as in the tutorial: the spec's own images."""
         return self.spec.minio.image, self.spec.loadbalancer.kind
 
+    def offline_images(self) -> dict[str, str]:
+        """VirtualBox nodes pull the real images lab.yaml names: nothing is swapped."""
+        return {}
+
     def snapshot_restore(self, name: str) -> None:
         """Roll every VM and the shared directory back to checkpoint ``name``.
 

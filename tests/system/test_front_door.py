@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,14 +20,19 @@ from typing import Any
 import pytest
 import yaml
 
+from lab.drills.load import Access, Registry
 from lab.phases.traefik import CONTAINER
+from lab.secrets import PUSH_USER
 from tests.helpers import REPO, run_inv
 
 LAB_NAME = "hrl-vip"
 SUBNET = "10.213.31"
 VIP = f"{SUBNET}.100"
 PORT = 80
-FRONT = f"http://{VIP}:{PORT}/v2/"
+FRONT = f"{VIP}:{PORT}"
+# The lab's registry is HTTPS with accounts (registry.tls): the probes log in as the
+# push account and trust only the lab CA, as the drills do. Set when the lab is up.
+ACCESS: list[Access] = []
 PROBE_EVERY = 0.1  # seconds between GETs
 PROBE_TIMEOUT = 1.0  # seconds a GET may take
 FAILOVER_PROMISE = 5.0  # seconds the front address may stay without an answer
@@ -72,6 +75,9 @@ def lab_up(lab: tuple[Path, Path]) -> subprocess.CompletedProcess[str]:
         "--spec", str(spec_file), "--out", str(out), timeout=1800,
     )  # fmt: skip
     assert result.returncode == 0, _tail(result)
+    secrets = out / "secrets"
+    password = (secrets / "registry_push_password").read_text().strip()
+    ACCESS[:] = [Access(secrets / "ca.crt", PUSH_USER, password)]
     return result
 
 
@@ -103,12 +109,9 @@ class Probe:
 
 
 def _front_answers() -> bool:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(FRONT, timeout=PROBE_TIMEOUT) as response:
-            return response.status == 200
-    except (OSError, urllib.error.URLError, ValueError):
-        return False
+    """GET /v2/ at the front address over HTTPS, logged in: 200 means a registry behind
+    the load balancer answered."""
+    return Registry(FRONT, timeout=PROBE_TIMEOUT, access=ACCESS[0]).answers()
 
 
 def probe_front(seconds: float) -> list[Probe]:

@@ -18,6 +18,7 @@ import yaml
 
 from lab.phases import PHASES
 from tests.helpers import REPO, run_inv
+from tests.system.secret_scan import leaks, secret_values
 
 LAB_NAME = "e2e"
 SUBNET = "10.231.7"
@@ -49,9 +50,16 @@ def lab(
         assert done.returncode == 0, done.stderr[-2000:]
 
 
+# Everything the kit printed in this module, by command: no secret may be in it.
+PRINTED: dict[str, str] = {}
+
+
 def _inv(lab: tuple[Path, Path], *args: str) -> subprocess.CompletedProcess[str]:
     spec_file, out = lab
-    return run_inv(*args, "--spec", str(spec_file), "--out", str(out))
+    result = run_inv(*args, "--spec", str(spec_file), "--out", str(out))
+    where = f"the output of inv {' '.join(args)}"
+    PRINTED[where] = PRINTED.get(where, "") + result.stdout + result.stderr
+    return result
 
 
 def _tail(result: subprocess.CompletedProcess[str]) -> str:
@@ -63,6 +71,35 @@ def lab_up(lab: tuple[Path, Path]) -> subprocess.CompletedProcess[str]:
     result = _inv(lab, "lab.up", "--provider", "local")
     assert result.returncode == 0, _tail(result)
     return result
+
+
+def test_the_registry_is_https_with_accounts_and_refuses_an_anonymous_push(
+    lab: tuple[Path, Path], lab_up: subprocess.CompletedProcess[str]
+) -> None:
+    """lab.yaml's default: verify pushed as the push account and pulled as the read-only
+    one over HTTPS through the load balancer, and saw anonymous and read-only pushes
+    refused; and from here, without an account, the registry answers 401."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    out = lab_up.stdout
+    for line in ("pulled through the load balancer as lab-read with the pushed digest",
+                 "ok   a push without an account is refused",
+                 "ok   a push as the read-only account lab-read is refused",
+                 "ok   the lab CA verifies the certificate of"):  # fmt: skip
+        assert line in out, line
+    daemon = json.loads((lab[1] / "files/daemon.json").read_text())
+    assert "insecure-registries" not in daemon
+    context = ssl.create_default_context(cafile=str(lab[1] / "secrets/ca.crt"))
+    front = f"https://{SUBNET}.11:80/v2/lab/anonymous/blobs/uploads/"
+    request = urllib.request.Request(front, method="POST")
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        opener.open(request, timeout=30)
+    assert refused.value.code == 401
 
 
 def test_lab_up_builds_every_phase_and_verifies_push_pull(
@@ -121,6 +158,35 @@ def test_check_grades_a_lab_where_the_minio_stack_was_removed(
     state = json.loads((lab[1] / "state.json").read_text())
     assert state["phases"]["minio"]["status"] == "passed"
     assert state["phases"]["registry"]["stale"] is True  # later phases predate the replay
+
+
+def test_no_secret_reaches_any_output(
+    lab: tuple[Path, Path], lab_up: subprocess.CompletedProcess[str]
+) -> None:
+    """Everything the kit printed here (lab.up, the replays and grading above, every
+    phase's --dry-run and --explain, lab.status) and wrote for people to read (the
+    workbook, the run transcripts) holds none of the lab's secrets."""
+    for phase in PHASES:
+        for flag in ("--dry-run", "--explain"):
+            shown = _inv(lab, "phase", phase, flag)
+            assert shown.returncode == 0, _tail(shown)
+    assert _inv(lab, "lab.status").returncode == 0
+    handout_dir = lab[1].parent / "handout"
+    for fmt in ("md", "html"):
+        made = _inv(lab, "lab.handout", "--format", fmt, "--out-dir", str(handout_dir))
+        assert made.returncode == 0, _tail(made)
+    written = {
+        f"{path.relative_to(lab[1].parent)}": path.read_text(errors="replace")
+        for folder in (handout_dir, lab[1] / "transcripts")
+        for path in folder.rglob("*")
+        if path.is_file() and path.suffix in {".md", ".html", ".txt", ".log", ".json", ""}
+    }
+    secrets = secret_values(lab[1])
+    assert {"minio_secret_key", "registry_push_password", "registry_read_password",
+            "registry.key", "ca.key", "ssh_key"} <= set(secrets)  # fmt: skip
+    assert "dry-run" in " ".join(PRINTED) and written, "nothing was captured"
+    found = leaks(PRINTED | written, secrets)
+    assert not found, "secrets reached output: " + "; ".join(found)
 
 
 def test_destroy_leaves_no_namespace_bridge_or_process(lab: tuple[Path, Path]) -> None:

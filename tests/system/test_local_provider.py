@@ -31,6 +31,9 @@ from tests.system.local_lab import (
     write_lab,
 )
 
+# The mirror's busybox: Debian's busybox-static, tagged by its version (lab/images.py).
+BUSYBOX = "busybox:1.35"
+
 
 @pytest.fixture(scope="module")
 def local_provider(local_lab_spec, local_lab_images):
@@ -134,25 +137,24 @@ def test_three_manager_swarm_forms_through_ssh(local_swarm):
 
 
 def test_pulls_come_from_the_mirror(local_provider, local_swarm):
-    result = local_swarm.run("coreos3", "docker pull busybox:1.36", stream=False, timeout=120)
+    result = local_swarm.run("coreos3", f"docker pull {BUSYBOX}", stream=False, timeout=120)
     assert result.ok, result.stderr
     labels = local_swarm.run(
         "coreos3",
-        "docker image inspect --format '{{json .Config.Labels}}' busybox:1.36",
+        "docker image inspect --format '{{json .Config.Labels}}' " + BUSYBOX,
         stream=False,
     )
     assert f'"{LOCAL_BUILD_LABEL}":"true"' in labels.stdout
     mirror_log = local_provider.host.mirror.log.read_text()
-    assert "10.213.7.13" in mirror_log and "/v2/library/busybox/manifests/1.36" in mirror_log
+    manifest = f"/v2/library/busybox/manifests/{BUSYBOX.split(':')[1]}"
+    assert "10.213.7.13" in mirror_log and manifest in mirror_log
 
 
 def test_overlay_traffic_crosses_nodes(local_swarm):
     local_swarm.run("coreos1", "docker network create -d overlay --attachable crossnet",
                     stream=False, check=True)  # fmt: skip
     local_swarm.run_all(
-        lambda n: (
-            f"docker run -d --init --name c-{n.name} --network crossnet busybox:1.36 sleep 600"
-        ),
+        lambda n: f"docker run -d --init --name c-{n.name} --network crossnet {BUSYBOX} sleep 600",
         stream=False,
         check=True,
     )
@@ -180,7 +182,7 @@ def _service_running(remote: Remote, name: str, replicas: int) -> bool:
 
 def test_snapshot_restore_brings_a_removed_service_back(local_provider, local_swarm):
     local_swarm.run("coreos1", "docker service create -d --name demo --init --replicas 3 "
-                    "busybox:1.36 sleep 3600", stream=False, check=True)  # fmt: skip
+                    f"{BUSYBOX} sleep 3600", stream=False, check=True)  # fmt: skip
     wait_for("demo 3/3", lambda: _service_running(local_swarm, "demo", 3), 60)
     local_provider.snapshot_save("with-demo")
     assert "with-demo" in local_provider.snapshot_list()

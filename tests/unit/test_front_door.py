@@ -148,7 +148,11 @@ def test_keepalived_configs_share_the_vip_and_differ_in_priority_and_peers(
         peers = re.search(r"unicast_peer \{([^}]*)\}", config)
         assert peers and peers[1].split() == [f"172.17.8.{peer}"]
         assert f"{VIP}/24 dev eth0" in config
-        assert f"curl -sf -o /dev/null -m 1 http://172.17.8.{own}:80/v2/" in config
+        # Trusting the lab CA; the load balancer's health path needs no account.
+        assert (
+            "curl --cacert /etc/keepalived/ca.crt -sf -o /dev/null "
+            f"-m 1 https://172.17.8.{own}:80/lab-health"
+        ) in config
         # A failing check without weight means FAULT: the node gives the address up.
         assert not re.search(r"^\s*weight", config, re.M)
     assert (_setting(first, "priority"), _setting(second, "priority")) == ("150", "140")
@@ -161,7 +165,7 @@ def test_the_interface_follows_the_capabilities_not_the_provider(
     config = _keepalived(vms, "coreos1")
     assert _setting(config, "interface") == "eth1" and f"{VIP}/24 dev eth1" in config
     slow = render(ha_spec, tmp_path / "slow", Capabilities(pace=4.0)).build
-    assert "-m 4 http://" in _keepalived(slow, "coreos1")
+    assert "-m 4 https://" in _keepalived(slow, "coreos1")
 
 
 def test_keepalived_configs_render_byte_identical(ha_spec: LabSpec, ha_build: Path) -> None:
@@ -274,7 +278,7 @@ def test_the_phase_runs_the_lb_and_keepalived_on_every_lb_node(
                  "--restart unless-stopped", f"{KEEPALIVED_IMAGE}",
                  "keepalived.conf:/etc/keepalived/keepalived.conf:ro"):  # fmt: skip
         assert flag in keepalived.command
-    assert [u.local.name for u in keepalived.uploads] == ["{node}.conf"]
+    assert [u.local.name for u in keepalived.uploads] == ["{node}.conf", "ca.crt"]
     titles = list(steps)
     assert titles.index("wait until every load balancer answers /v2/") < titles.index(
         keepalived.title

@@ -48,9 +48,20 @@ def test_secrets_are_private_and_reused(lab_data: dict[str, Any], rendered: Path
     assert stat.S_IMODE(secrets_dir.stat().st_mode) == 0o700
     names = sorted(p.name for p in secrets_dir.iterdir())
     assert names == [
+        "ca.crt",
+        "ca.key",
+        "curlrc",
+        "lb.htpasswd",
         "minio_access_key",
         "minio_secret_key",
+        "registry.crt",
+        "registry.htpasswd",
+        "registry.key",
+        "registry.pem",
+        "registry_backend_auth",
         "registry_http_secret",
+        "registry_push_password",
+        "registry_read_password",
         "ssh_key",
         "ssh_key.pub",
     ]
@@ -200,7 +211,9 @@ def test_cloud_config_matches_ignition(rendered: Path) -> None:
     config = yaml.safe_load(text)
     assert config["hostname"] == "coreos3"
     paths = [f["path"] for f in config["write_files"]]
-    assert paths == ["/etc/docker/daemon.json", "/etc/profile.d/docker-aliases.sh"]
+    certs = sorted(f"/etc/docker/certs.d/172.17.8.10{n}:{port}/ca.crt" for n in (1, 2, 3)
+                   for port in ((80, 5000) if n == 1 else (5000,)))  # fmt: skip
+    assert paths == ["/etc/docker/daemon.json", "/etc/profile.d/docker-aliases.sh", *certs]
     names = [u["name"] for u in config["coreos"]["units"]]
     assert names == ["docker.service", "mnt-docker_reg.mount", "date.service", "date.timer"]
 
@@ -260,9 +273,10 @@ def test_load_balancers_list_every_registry(rendered: Path) -> None:
     dynamic = yaml.safe_load((rendered / "lb/traefik-dynamic.yml").read_text())
     servers = dynamic["http"]["services"]["registry"]["loadBalancer"]["servers"]
     for n in (1, 2, 3):
-        assert f"server coreos{n} 172.17.8.10{n}:5000\n" in haproxy + "\n"
+        tls = " ssl verify required ca-file /etc/lab-tls/ca.crt"
+        assert f"server coreos{n} 172.17.8.10{n}:5000{tls}\n" in haproxy + "\n"
         assert f"server 172.17.8.10{n}:5000" in nginx
-        assert {"url": f"http://172.17.8.10{n}:5000"} in servers
+        assert {"url": f"https://172.17.8.10{n}:5000"} in servers
 
 
 def test_every_load_balancer_fails_over_within_seconds(rendered: Path) -> None:
@@ -282,7 +296,8 @@ def test_every_load_balancer_fails_over_within_seconds(rendered: Path) -> None:
         assert line in nginx, line
     dynamic = yaml.safe_load((rendered / "lb/traefik-dynamic.yml").read_text())
     balancer = dynamic["http"]["services"]["registry"]["loadBalancer"]
-    assert balancer["healthCheck"] == {"path": "/v2/", "interval": "1s", "timeout": "1s"}
+    check = {k: v for k, v in balancer["healthCheck"].items() if k != "headers"}
+    assert check == {"path": "/v2/", "interval": "1s", "timeout": "1s"}
     assert dynamic["http"]["middlewares"]["retry-elsewhere"]["retry"]["attempts"] == 2
     transport = dynamic["http"]["serversTransports"][balancer["serversTransport"]]
     assert transport["forwardingTimeouts"]["dialTimeout"] == "1s"

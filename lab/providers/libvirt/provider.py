@@ -32,7 +32,7 @@ from pathlib import Path
 from lab.errors import ProviderError, UnknownName
 from lab.host import LabHost
 from lab.host.proc import tcp_open
-from lab.images import build_images, substitutes
+from lab.images import build_images, offline_images, substitutes
 from lab.nodes import Capabilities, NodeAccess
 from lab.providers.libvirt import host as libvirt_host
 from lab.providers.libvirt.box import BOX_NAME, ensure_box, lab_image_seed
@@ -166,6 +166,10 @@ class LibvirtProvider(VagrantProvider):
     def image_substitutes(self) -> tuple[str, str]:
         """The same images as the local provider: the nodes pull from the same mirror."""
         return substitutes(self.spec, self.lab_host.mirror)
+
+    def offline_images(self) -> dict[str, str]:
+        """The local provider's offline images (the box holds them under the same tags)."""
+        return offline_images(self.spec, self.lab_host.mirror)
 
     # --- checkpoints -----------------------------------------------------------
 

@@ -37,11 +37,16 @@ def argv(node: NodeLayout, spec: LabSpec) -> list[str]:
         "--storage-driver", "overlay2",
         "--cgroup-parent", node.cgroup_parent,
         "--registry-mirror", f"http://{spec.mirror}",
-        # As the rendered daemon.json: the whole lab network is plain HTTP
-        # (mirror, every node's registry, the load balancer).
-        "--insecure-registry", spec.network.subnet,
+        *insecure_registries(spec),
         "--shutdown-timeout", "5",
     ]  # fmt: skip
+
+
+def insecure_registries(spec: LabSpec) -> list[str]:
+    """As the rendered daemon.json: with registry.tls off the whole lab network is plain
+    HTTP (every node's registry, the load balancer); with it on, docker trusts the lab
+    CA through certs.d and nothing is insecure (the mirror is named with http://)."""
+    return [] if spec.registry.tls else ["--insecure-registry", spec.network.subnet]
 
 
 def start(node: NodeLayout, spec: LabSpec) -> None:

@@ -35,7 +35,7 @@ from lab.host.cgroups import CGROUP_PREFIX, remove_cgroup_tree
 from lab.host.files import copy_tree, empty_directory
 from lab.host.mounts import unmount_all_under
 from lab.host.proc import docker_client, run
-from lab.images import build_images, phase_images, substitutes
+from lab.images import build_images, offline_images, phase_images, substitutes
 from lab.nodes import Capabilities, NodeAccess
 from lab.paths import extra_keys_file
 from lab.providers.local import btrfs, namespaces, power, sshd, teardown
@@ -195,6 +195,9 @@ class LocalProvider:
     def image_substitutes(self) -> tuple[str, str]:
         """(MinIO image, load balancer kind) these nodes can run (see images.substitutes)."""
         return substitutes(self.spec, self.host.mirror)
+
+    def offline_images(self) -> dict[str, str]:
+        return offline_images(self.spec, self.host.mirror)
 
     # ------------------------------------------------- node power (drills, tests)
 
