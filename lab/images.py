@@ -625,12 +625,15 @@ def substitutes(spec: LabSpec, mirror: Mirror) -> tuple[str, str]:
 
 
 def phase_images(spec: LabSpec, mirror: Mirror) -> list[str]:
-    """The images the phases run on the nodes (stand-ins substituted), without the demo's."""
+    """The images the phases run on the nodes, without the demo's: stand-ins substituted,
+    offline builds under the tag of what they hold."""
     minio, kind = substitutes(spec, mirror)
     lb = spec.loadbalancer
     balancer = {"traefik": lb.traefik_image, "haproxy": lb.haproxy_image}.get(kind, lb.nginx_image)
     images = [minio, spec.redis.image, spec.registry.image, balancer, spec.demo.hello_image]
-    return images + ([lb.keepalived_image] if lb.vip else [])
+    images += [lb.keepalived_image] if lb.vip else []
+    swaps = offline_images(spec, mirror)  # what the nodes really run under its own tag
+    return [swaps.get(image, image) for image in images]
 
 
 def images_task(spec: LabSpec, build: Path, *, load: str | None = None) -> None:

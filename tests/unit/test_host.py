@@ -56,8 +56,8 @@ def test_nodes_are_seeded_with_the_images_their_phases_run() -> None:
     from lab.images import S3_STANDIN, phase_images
 
     spec = load_spec(REPO / "lab.yaml")
-    seeded = phase_images(spec, _Mirror())  # no MinIO or Traefik loaded: the stand-ins
-    assert seeded == [S3_STANDIN, "redis:7.2", "registry:2.8.3", "haproxy:2.6",
+    seeded = phase_images(spec, _Mirror())  # nothing loaded: stand-ins and offline tags
+    assert seeded == [S3_STANDIN, "redis:7.0", "registry:2.8.2", "haproxy:2.6",
                       "hello-world:linux"]  # fmt: skip
     loaded = phase_images(spec, _Mirror(spec.minio.image, spec.loadbalancer.traefik_image))
     assert loaded[0] == spec.minio.image and loaded[3] == spec.loadbalancer.traefik_image
