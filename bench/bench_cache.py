@@ -104,11 +104,8 @@ def main(out_dir: Path, quick: bool = False) -> dict:
         seconds=seconds,
         ratio_without_to_with=ratio,
     )
-    perf.write_result(out_dir, data)
-    plot(data, out_dir)
-    return data
+    return perf.publish(out_dir, data, plot)
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else None
-    print(main(out or perf.REPO / "docs" / "perf", quick="--quick" in sys.argv)["verdict"])
+    perf.run_as_script(main)

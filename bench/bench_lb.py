@@ -146,9 +146,7 @@ def finish(out_dir: Path, quick: bool, measured: dict, target: dict) -> dict:
         target=target,
         **measured,
     )
-    perf.write_result(out_dir, data)
-    plot(data, out_dir)
-    return data
+    return perf.publish(out_dir, data, plot)
 
 
 def main(out_dir: Path, quick: bool = False) -> dict:

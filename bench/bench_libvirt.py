@@ -16,7 +16,6 @@ emulated VMs every docker command takes 10-20 s, so this shows the distance.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import perf
@@ -83,11 +82,8 @@ def main(out_dir: Path, quick: bool = False) -> dict:
         met=worst <= GOAL_SECONDS,
         **measured,
     )
-    perf.write_result(out_dir, data)
-    plot(data, out_dir)
-    return data
+    return perf.publish(out_dir, data, plot)
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else None
-    print(main(out or perf.REPO / "docs" / "perf", quick="--quick" in sys.argv)["verdict"])
+    perf.run_as_script(main)

@@ -12,7 +12,6 @@ after. Goal line: no worse than linear, N/3 of the 3-node time.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -90,11 +89,8 @@ def main(out_dir: Path, quick: bool = False) -> dict:
         seconds=seconds,
         ratio_to_3=ratios,
     )
-    perf.write_result(out_dir, data)
-    plot(data, out_dir)
-    return data
+    return perf.publish(out_dir, data, plot)
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else None
-    print(main(out or perf.REPO / "docs" / "perf", quick="--quick" in sys.argv)["verdict"])
+    perf.run_as_script(main)

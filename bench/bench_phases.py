@@ -11,7 +11,6 @@ whole bring-up within 90 s, as it was when issue 15 was filed (64-84 s).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import perf
@@ -59,11 +58,8 @@ def main(out_dir: Path, quick: bool = False) -> dict:
         ratio_to_goal=ratio,
         note="'rest' is render, validate, nodes, checkpoints and Invoke's start",
     )
-    perf.write_result(out_dir, data)
-    plot(data, out_dir)
-    return data
+    return perf.publish(out_dir, data, plot)
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else None
-    print(main(out or perf.REPO / "docs" / "perf", quick="--quick" in sys.argv)["verdict"])
+    perf.run_as_script(main)

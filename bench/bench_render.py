@@ -10,7 +10,6 @@ render 1 s, validate 5 s (measured 0.5 s and 3.4 s when issue 15 was filed).
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -80,12 +79,8 @@ def main(out_dir: Path, quick: bool = False) -> dict:
         seconds=seconds,
         ratio_to_budget=ratios,
     )
-    perf.write_result(out_dir, data)
-    plot(data, out_dir)
-    return data
+    return perf.publish(out_dir, data, plot)
 
 
 if __name__ == "__main__":
-    quick_run = "--quick" in sys.argv
-    out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else None
-    print(main(out or perf.REPO / "docs" / "perf", quick=quick_run)["verdict"])
+    perf.run_as_script(main)

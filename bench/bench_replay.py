@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import statistics
-import sys
 from pathlib import Path
 
 import perf
@@ -97,11 +96,8 @@ def main(out_dir: Path, quick: bool = False) -> dict:
         restore_median_seconds=round(statistics.median(r["restore"] for r in medians.values()), 1),
         runs=runs,
     )
-    perf.write_result(out_dir, data)
-    plot(data, out_dir)
-    return data
+    return perf.publish(out_dir, data, plot)
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else None
-    print(main(out or perf.REPO / "docs" / "perf", quick="--quick" in sys.argv)["verdict"])
+    perf.run_as_script(main)

@@ -24,7 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,20 @@ def write_result(out_dir: Path, data: dict[str, Any]) -> Path:
     path = out_dir / f"{data['name']}.json"
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def publish(out_dir: Path, data: dict[str, Any], plot: Callable[[dict, Path], Any]) -> dict:
+    """Write a benchmark's JSON and its plot; the result is what ``main`` returns."""
+    write_result(out_dir, data)
+    plot(data, out_dir)
+    return data
+
+
+def run_as_script(main: Callable[..., dict]) -> None:
+    """``python bench/bench_X.py [--quick] [--out DIR]``: one benchmark, its verdict printed."""
+    argv = sys.argv
+    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else REPO / "docs" / "perf"
+    print(main(out, quick="--quick" in sys.argv)["verdict"])
 
 
 def figure(title: str, size: tuple[float, float] = (7.5, 4.2), widths: Sequence[int] = (1,)):  # noqa: ANN201
