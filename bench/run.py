@@ -148,10 +148,22 @@ def line(record: Record) -> str:
     return f"{record.name:<8} {record.status.upper()} after {record.seconds:.0f} s: {record.detail}"
 
 
+def earlier_records(path: Path) -> dict[str, dict]:
+    """The entries of an index.json already there, by name, each with its own ``quick``."""
+    try:
+        body = json.loads(path.read_text())
+        return {b["name"]: {"quick": body.get("quick", False), **b} for b in body["benchmarks"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def write_index(out_dir: Path, records: list[Record], quick: bool) -> Path:
+    """This run's records, and the earlier ones of the benchmarks it did not run: a run
+    of one benchmark must not drop what the others measured from the index."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "index.json"
-    body = {"quick": quick, "benchmarks": [asdict(r) for r in records]}
+    entries = earlier_records(path) | {r.name: {"quick": quick, **asdict(r)} for r in records}
+    body = {"quick": quick, "benchmarks": [entries[name] for name in ordered(list(entries))]}
     path.write_text(json.dumps(body, indent=2) + "\n")
     return path
 

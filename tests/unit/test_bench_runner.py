@@ -131,6 +131,21 @@ def test_main_writes_the_index(run, tmp_path, monkeypatch, capsys):
     assert "class    not there" in capsys.readouterr().out
 
 
+def test_a_run_of_one_benchmark_keeps_the_others_in_the_index(run, tmp_path, monkeypatch):
+    write_fake(tmp_path, "fake", FAKE)
+    monkeypatch.setattr(
+        run, "discover", lambda bench_dir=None: {"fake": tmp_path / "bench_fake.py"}
+    )
+    out = tmp_path / "perf"
+    assert run.main(["--only", "class", "--out", str(out)]) == 0
+    assert run.main(["--only", "fake", "--quick", "--out", str(out)]) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert [(b["name"], b["status"], b["quick"]) for b in index["benchmarks"]] == [
+        ("class", "missing", False),
+        ("fake", "ok", True),
+    ]
+
+
 def test_percentiles_and_summary(perf):
     assert perf.percentile([3.0], 99) == 3.0
     assert perf.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
