@@ -146,6 +146,9 @@ def main(out_dir: Path, quick: bool = False, sizes: tuple[int, ...] | None = Non
             runs.append(measure(template, labs, parallel, until))
             print(json.dumps(runs[-1]), flush=True)
     result = {
+        "name": "class",
+        "goal": {},  # no target: the figure sizes a server, it does not pass or fail
+        "verdict": verdict(runs, capacity(runs)),
         "machine": {"cores": os.cpu_count(), "memory_gb": round(_total_gb(), 1),
                     "load_average_at_end": os.getloadavg()[0]},  # fmt: skip
         "parallel": parallel,
@@ -156,6 +159,15 @@ def main(out_dir: Path, quick: bool = False, sizes: tuple[int, ...] | None = Non
     (out_dir / "class.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result, out_dir / "class.png")
     return result
+
+
+def verdict(runs: list[dict[str, Any]], sizing: dict[str, Any]) -> str:
+    """One line for bench/run.py's index: the largest class, and what memory allows."""
+    last = runs[-1]
+    by_memory = sizing.get("trainees_by_memory", {})
+    return (f"{last['labs']} labs up in {last['up_seconds']:.0f} s, "
+            f"{last['pss_mb_per_lab']:.0f} MB PSS each; by memory "
+            + ", ".join(f"{n} trainees on {size}" for size, n in by_memory.items()))  # fmt: skip
 
 
 def _total_gb() -> float:
