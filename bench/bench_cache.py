@@ -45,7 +45,8 @@ def pull_round(clients: list[Client], images: dict[str, TestImage]) -> list[floa
 
 
 def measure(lab: perf.BenchLab, quick: bool) -> dict[str, list[float]]:
-    clients = [Client(address) for address in lab.registries()]
+    access = lab.access()
+    clients = [Client(address, access) for address in lab.registries()]
     images = {f"img{i}": TestImage.random(256_000, f"cache-{i}") for i in range(IMAGES)}
     if quick:
         images = dict(list(images.items())[:QUICK_IMAGES])

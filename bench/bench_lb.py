@@ -151,8 +151,8 @@ def finish(out_dir: Path, quick: bool, measured: dict, target: dict) -> dict:
 
 def main(out_dir: Path, quick: bool = False) -> dict:
     with perf.shared_lab() as lab:
-        measured = measure(lab.front(), lab.registries(), quick)
-        target = {"front": lab.front(), "direct": lab.registries(), "tls": False}
+        measured = measure(lab.front(), lab.registries(), quick, lab.access())
+        target = {"front": lab.front(), "direct": lab.registries(), "tls": True}
     return finish(out_dir, quick, measured, target)
 
 

@@ -214,6 +214,16 @@ class BenchLab:
     def registries(self) -> list[str]:
         return [f"{self.subnet}.{10 + i}:5000" for i in range(1, self.nodes + 1)]
 
+    def access(self) -> Any:
+        """regclient's Access for this lab: its CA and the push account (the registries
+        and the load balancer speak HTTPS and want an account by default)."""
+        from regclient import Access
+
+        from lab.secrets import PUSH_USER, ensure_secrets
+
+        secrets = ensure_secrets(self.build)
+        return Access(str(secrets.file("ca.crt")), PUSH_USER, secrets.registry.push_password)
+
 
 _SHARED: dict[str, Any] = {"keep": False, "lab": None}
 
