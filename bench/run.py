@@ -198,7 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.list:
         print("\n".join(list_lines(available, optional)))
         return 0
-    names = select(available, options.only, optional)
+    try:
+        names = select(available, options.only, optional)
+    except SystemExit as unknown:
+        parser.error(str(unknown))  # a usage error: one line, exit 2
     out_dir = options.out.resolve()
     sys.path.insert(0, str(BENCH_DIR))
     import perf

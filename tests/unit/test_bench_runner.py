@@ -221,3 +221,10 @@ def test_each_plot_is_written_to_a_png(module, tmp_path):
     path = load_bench(module).plot(PLOTS[module], tmp_path)
     assert path.parent == tmp_path
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_unknown_benchmark_is_a_usage_error(run, capsys):
+    with pytest.raises(SystemExit) as exited:
+        run.main(["--only", "nosuch"])
+    assert exited.value.code == 2
+    assert "no benchmark nosuch" in capsys.readouterr().err
