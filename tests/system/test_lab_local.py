@@ -160,6 +160,21 @@ def test_check_grades_a_lab_where_the_minio_stack_was_removed(
     assert state["phases"]["registry"]["stale"] is True  # later phases predate the replay
 
 
+def test_a_replay_from_a_checkpoint_taken_while_minio_restarted_brings_minio_back(
+    lab: tuple[Path, Path], lab_up: subprocess.CompletedProcess[str]
+) -> None:
+    """Replaying redis restores after-bucket and passes before MinIO's instances are back,
+    so its checkpoint after-redis catches them restarting. Restoring that checkpoint
+    used to leave host ports reserved for the dead tasks ("port is already allocated"):
+    MinIO stayed down and replaying registry waited for it until it failed."""
+    redis = _inv(lab, "phase", "redis")
+    assert redis.returncode == 0, _tail(redis)
+    registry = _inv(lab, "phase", "registry")
+    assert registry.returncode == 0, _tail(registry)
+    assert "restoring checkpoint after-redis on all nodes" in registry.stdout
+    assert "phase registry passed" in registry.stdout
+
+
 def test_no_secret_reaches_any_output(
     lab: tuple[Path, Path], lab_up: subprocess.CompletedProcess[str]
 ) -> None:

@@ -60,6 +60,19 @@ def start(node: NodeLayout, spec: LabSpec) -> None:
         raise ProviderError(f"{node.name}: dockerd did not start: {' '.join(tail)} ({log})")
 
 
+def forget_endpoints(node: NodeLayout) -> None:
+    """Drop dockerd's local network store from a node's restored state, before it boots.
+
+    A checkpoint is a power cut: when it caught swarm tasks starting or stopping, the
+    store still holds their endpoints with host ports. dockerd re-reserves those ports
+    at boot (with a docker-proxy) for containers that no longer run, and the tasks'
+    new containers then fail for good with "port is already allocated" (MinIO stayed
+    down after such a restore). dockerd rebuilds the store at boot: the default bridge,
+    and docker_gwbridge and the swarm's networks as soon as tasks need them.
+    """
+    (node.data_root / "network" / "files" / "local-kv.db").unlink(missing_ok=True)
+
+
 def stop(node: NodeLayout) -> None:
     """SIGTERM (dockerd stops its containers), SIGKILL if it hangs, then leftover shims."""
     pid = read_pid(node.dockerd_pidfile)

@@ -38,7 +38,7 @@ from lab.host.proc import docker_client, run
 from lab.images import build_images, offline_images, phase_images, substitutes
 from lab.nodes import Capabilities, NodeAccess
 from lab.paths import extra_keys_file
-from lab.providers.local import btrfs, namespaces, power, sshd, teardown
+from lab.providers.local import btrfs, dockerd, namespaces, power, sshd, teardown
 from lab.providers.local.layout import (
     NodeLayout,
     lab_dirs,
@@ -177,6 +177,8 @@ class LocalProvider:
             lambda node: btrfs.clone_tree(source / "nodes" / node.name, node.state_dir),
             self.layouts,
         )
+        for node in self.layouts:
+            dockerd.forget_endpoints(node)
         empty_directory(self.shared_dir)
         for item in (source / "nfs").iterdir():
             copy_tree(item, self.shared_dir / item.name)
