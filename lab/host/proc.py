@@ -194,11 +194,11 @@ def stop_pid(pid: int | None, grace: float) -> None:
 # ------------------------------------------------------------------- sockets
 
 
-def docker_ping(sock: Path) -> bool:
+def docker_ping(sock: Path, timeout: float = 2) -> bool:
     """True when a dockerd answers on its unix socket (faster than `docker version`)."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(2)
+            conn.settimeout(timeout)
             conn.connect(str(sock))
             conn.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
             return conn.recv(64).startswith(b"HTTP/1.0 200") or False

@@ -34,11 +34,11 @@ from lab.host import LabHost, require_root
 from lab.host.cgroups import CGROUP_PREFIX, remove_cgroup_tree
 from lab.host.files import copy_tree, empty_directory
 from lab.host.mounts import unmount_all_under
-from lab.host.proc import docker_client, run
+from lab.host.proc import docker_client, docker_ping, run
 from lab.images import build_images, offline_images, phase_images, substitutes
 from lab.nodes import Capabilities, NodeAccess
 from lab.paths import extra_keys_file
-from lab.providers.local import btrfs, dockerd, namespaces, power, sshd, teardown
+from lab.providers.local import btrfs, dockerd, election, namespaces, power, sshd, teardown
 from lab.providers.local.layout import (
     NodeLayout,
     lab_dirs,
@@ -182,10 +182,11 @@ class LocalProvider:
         empty_directory(self.shared_dir)
         for item in (source / "nfs").iterdir():
             copy_tree(item, self.shared_dir / item.name)
-        # Booting waits mostly for the swarm to elect a leader (10-20 s of idle CPU):
-        # the discarded state is deleted meanwhile.
-        with ThreadPoolExecutor(max_workers=1) as cleaner:
-            cleaner.submit(self.snapshots.empty_trash)
+        # Booting waits for the swarm to elect a leader: ask for the election at once
+        # (see election.py); the discarded state is deleted meanwhile.
+        with ThreadPoolExecutor(max_workers=2) as helpers:
+            helpers.submit(self.snapshots.empty_trash)
+            helpers.submit(self._hurry_election)
             self._in_parallel(self._boot, self.layouts)
 
     def snapshot_list(self) -> list[str]:
@@ -263,6 +264,12 @@ class LocalProvider:
         """A class trainee's key, let in beside the lab's own (see lab.classroom.access)."""
         extra = extra_keys_file(self.build)
         return "\n" + extra.read_text().strip() if extra.exists() else ""
+
+    def _hurry_election(self) -> None:
+        managers = [election.Manager(n.name, n.ip, n.data_root / "swarm") for n in self.layouts]
+        sockets = [n.socket for n in self.layouts]
+        elected = lambda: any(docker_ping(s, timeout=0.2) for s in sockets)  # noqa: E731
+        election.hurry_election(managers, elected, say=self.say)
 
     def _boot(self, node: NodeLayout) -> None:
         power.boot(node, self.spec, self.shared_dir)
