@@ -483,10 +483,12 @@ def test_qemu_must_enter_the_build_directory(tmp_path: Path) -> None:
     assert not_traversable(private / "build") in (None, *private.parents)
 
 
-def test_libvirt_checkpoints_pause_every_domain_around_one_vagrant_command(
+def test_libvirt_checkpoints_pause_every_domain_save_with_vagrant_and_revert_with_virsh(
     spec: LabSpec, build: Path, fake_vagrant: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """vagrant-libvirt ignores `restore --no-start`: the kit pauses, restores, then resumes."""
+    """A checkpoint is one `vagrant snapshot save` of the paused domains; a restore
+    reverts every domain with virsh (paused, all at once, no Vagrant start-up), puts
+    the shared directory back, then resumes them."""
     from lab.providers.libvirt import host as libvirt_host
     from lab.providers.libvirt.provider import LibvirtProvider
 
@@ -498,7 +500,11 @@ def test_libvirt_checkpoints_pause_every_domain_around_one_vagrant_command(
         virsh_calls.append(args)
         if args[0] == "domstate":
             return states[args[1]] + "\n"
-        states[args[1]] = {"suspend": "paused", "resume": "running"}[args[0]]
+        if args[0] == "snapshot-list":
+            return "after-nodes\nafter-swarm\n"
+        if args[0] == "snapshot-revert":
+            assert args[2:] == ("after-swarm", "--paused")
+        states[args[1]] = {"suspend": "paused", "resume": "running"}.get(args[0], "paused")
         return ""
 
     events: list[str] = []
@@ -517,9 +523,11 @@ def test_libvirt_checkpoints_pause_every_domain_around_one_vagrant_command(
 
     virsh_calls.clear()
     provider.snapshot_restore("after-swarm")
-    argvs = [c["argv"] for c in _calls(fake_vagrant)]
-    assert argvs[-1] == ["snapshot", "restore", "--no-provision", "--no-start", "after-swarm"]
-    assert [c[0] for c in virsh_calls if c[0] != "domstate"] == ["suspend"] * 3 + ["resume"] * 3
+    assert _calls(fake_vagrant) == []  # a restore starts no Vagrant
+    changes = [c[0] for c in virsh_calls if c[0] not in ("domstate", "snapshot-list")]
+    assert changes == ["suspend"] * 3 + ["snapshot-revert"] * 3 + ["resume"] * 3
+    reverted = {c[1] for c in virsh_calls if c[0] == "snapshot-revert"}
+    assert reverted == set(provider.domains)
     assert events == ["clocks", "nfs", "clocks"]
     assert all(state == "running" for state in states.values())
 
