@@ -267,8 +267,10 @@ class LocalProvider:
 
     def _hurry_election(self) -> None:
         managers = [election.Manager(n.name, n.ip, n.data_root / "swarm") for n in self.layouts]
-        sockets = [n.socket for n in self.layouts]
-        elected = lambda: any(docker_ping(s, timeout=0.2) for s in sockets)  # noqa: E731
+
+        def elected() -> bool:  # dockerd serves its API only once its swarm has a leader
+            return any(docker_ping(n.socket, timeout=0.2) for n in self.layouts)
+
         election.hurry_election(managers, elected, say=self.say)
 
     def _boot(self, node: NodeLayout) -> None:
